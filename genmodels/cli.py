@@ -1,0 +1,194 @@
+"""The ``genmodels`` command: ``recipes | train | sample | evaluate``.
+
+    genmodels recipes
+    genmodels train RECIPE [--workdir DIR] [config overrides, e.g. --train.steps 500]
+    genmodels sample RECIPE --checkpoint DIR|pretrained --num N --out FILE
+                     [--sampler NAME] [--steps K] [--seed S]
+    genmodels evaluate RECIPE --samples FILE [--split test]
+
+Overrides of the recipe's config go through tyro: ``genmodels train RECIPE --help`` lists
+every field. The outer arguments are parsed by tyro too, from small dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import tyro
+
+from genmodels.recipes import RecipeError, list_recipes, load_recipe
+
+COMMANDS = ("recipes", "train", "sample", "evaluate")
+USAGE = __doc__
+
+
+def _command_type(name: str, cfg: Any, fields: list[tuple[str, Any, Any]], doc: str):
+    """A dataclass with the command's own fields plus the recipe config, flattened."""
+    spec = [(n, t, dataclasses.field(default=d)) for n, t, d in fields]
+    spec.append(
+        ("config", Annotated[type(cfg), tyro.conf.arg(name="")], dataclasses.field(default=cfg))
+    )
+    cls = dataclasses.make_dataclass(name, spec, frozen=True)
+    cls.__doc__ = doc
+    return cls
+
+
+def _parse(prog: str, cls, args: list[str]):
+    return tyro.cli(cls, args=args, prog=prog, config=(tyro.conf.FlagConversionOff,))
+
+
+def cmd_recipes(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help"):
+        print(
+            "usage: genmodels recipes\n\nList the recipes and whether a pretrained model ships with each."
+        )
+        return 0
+    recipes = list_recipes()
+    if not recipes:
+        print("no recipes found (looked in ./recipes and next to the package)")
+        return 1
+    width = max(len(n) for n in recipes)
+    for name, info in sorted(recipes.items()):
+        tag = "[pretrained]" if info.has_pretrained else "            "
+        print(f"{name:<{width}}  {tag}  {info.description}")
+    return 0
+
+
+def _need_recipe(cmd: str, args: list[str]) -> tuple[str, list[str]] | None:
+    if not args or args[0].startswith("-"):
+        names = ", ".join(sorted(list_recipes()))
+        print(
+            f"usage: genmodels {cmd} RECIPE [options]   (genmodels {cmd} RECIPE --help for all options)"
+        )
+        print(f"recipes: {names}")
+        return None
+    return args[0], args[1:]
+
+
+def cmd_train(args: list[str]) -> int:
+    got = _need_recipe("train", args)
+    if got is None:
+        return 0 if any(a in ("-h", "--help") for a in args) else 2
+    name, rest = got
+    cfg, _ = load_recipe(name)
+    cls = _command_type(
+        "Train",
+        cfg,
+        [("workdir", str | None, None)],
+        f"Train recipe {name!r} (resumes from WORKDIR's latest checkpoint; default runs/{name}).",
+    )
+    parsed = _parse(f"genmodels train {name}", cls, rest)
+    from genmodels.models.run import train_recipe
+
+    workdir = Path(parsed.workdir or f"runs/{name}")
+    train_recipe(parsed.config, workdir)
+    print(f"checkpoints in {workdir / 'checkpoints'}; log in {workdir / 'metrics.jsonl'}")
+    return 0
+
+
+def cmd_sample(args: list[str]) -> int:
+    got = _need_recipe("sample", args)
+    if got is None:
+        return 0 if any(a in ("-h", "--help") for a in args) else 2
+    name, rest = got
+    cfg, info = load_recipe(name)
+    cls = _command_type(
+        "Sample",
+        cfg,
+        [
+            ("checkpoint", str, "pretrained"),
+            ("num", int, 1000),
+            ("out", str, f"samples/{name}"),
+            ("sampler", str | None, None),
+            ("steps", int | None, None),
+            ("seed", int, 0),
+            ("batch_size", int | None, None),
+            ("no_correction", bool, False),
+            ("precision", str | None, None),
+        ],
+        f"Sample recipe {name!r} from a checkpoint folder or its pretrained model.",
+    )
+    p = _parse(f"genmodels sample {name}", cls, rest)
+    from genmodels.models.run import sample_recipe
+
+    ckpt = info.pretrained_dir if p.checkpoint == "pretrained" else Path(p.checkpoint)
+    if p.checkpoint == "pretrained" and not info.has_pretrained:
+        raise SystemExit(
+            f"recipe {name!r} ships no pretrained model (looked in {info.pretrained_dir}); "
+            f"train one with `genmodels train {name} --workdir DIR` and pass --checkpoint DIR"
+        )
+    options = {}
+    if p.no_correction:
+        options["correction"] = False
+    if p.precision is not None:
+        options["precision"] = p.precision
+    out = sample_recipe(
+        p.config,
+        ckpt,
+        num=p.num,
+        out=Path(p.out),
+        sampler=p.sampler,
+        steps=p.steps,
+        seed=p.seed,
+        batch_size=p.batch_size,
+        **options,
+    )
+    print(f"wrote {p.num} samples to {out}")
+    return 0
+
+
+def cmd_evaluate(args: list[str]) -> int:
+    got = _need_recipe("evaluate", args)
+    if got is None:
+        return 0 if any(a in ("-h", "--help") for a in args) else 2
+    name, rest = got
+    cfg, _ = load_recipe(name)
+    cls = _command_type(
+        "Evaluate",
+        cfg,
+        [("samples", str, ""), ("split", str, "test")],
+        f"Evaluate a sample file against recipe {name!r}'s data; prints one JSON object.",
+    )
+    p = _parse(f"genmodels evaluate {name}", cls, rest)
+    if not p.samples:
+        raise SystemExit("evaluate needs --samples FILE")
+    path = Path(p.samples)
+    if not path.exists():
+        raise SystemExit(f"sample file {path} does not exist")
+    method = p.config.build()
+    metrics = method.evaluate(method.read_samples(path), split=p.split)
+    print(json.dumps(metrics, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    handlers = {
+        "recipes": cmd_recipes,
+        "train": cmd_train,
+        "sample": cmd_sample,
+        "evaluate": cmd_evaluate,
+    }
+    if cmd not in handlers:
+        print(
+            f"genmodels: unknown command {cmd!r}; choose one of {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return handlers[cmd](rest)
+    except RecipeError as e:
+        print(f"genmodels: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Recipe-level actions shared by the command line and notebooks: train, load, sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from genmodels.train.loop import load_model, train
+
+
+def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = None):
+    """Train a recipe config into ``workdir`` (resuming if it holds a checkpoint).
+
+    Returns:
+      The :class:`~genmodels.train.loop.TrainResult`.
+    """
+    method = config.build()
+    tcfg = config.train
+    if progress is not None:
+        import dataclasses
+
+        tcfg = dataclasses.replace(tcfg, progress=progress)
+    model = method.init_model(jax.random.PRNGKey(tcfg.seed))
+    return train(model, method.loss_fn, method.loader(), tcfg, config.optim, workdir, config=config)
+
+
+def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool = True):
+    """Build the recipe's method and load a checkpoint's (EMA) parameters into its model."""
+    method = config.build()
+    model = method.init_model(jax.random.PRNGKey(config.train.seed))
+    model, meta = load_model(model, checkpoint, ema=ema)
+    return method, model, meta
+
+
+def sample_recipe(
+    config: Any,
+    checkpoint: str | Path,
+    *,
+    num: int,
+    out: str | Path,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    **options: Any,
+) -> Path:
+    """Load a checkpoint, draw ``num`` samples and write them to ``out``.
+
+    The file suffix defaults to the method's (``.npz``, ``.g6``, ``.smi``, ``.cif``).
+
+    Returns:
+      The path written.
+    """
+    method, model, _ = load_recipe_model(config, checkpoint)
+    out = Path(out)
+    if out.suffix == "":
+        out = out.with_suffix(method.sample_suffix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(options)
+    if batch_size is not None:
+        kwargs["batch_size"] = batch_size
+    samples = method.sample(
+        model, jax.random.PRNGKey(seed), num, sampler=sampler, steps=steps, **kwargs
+    )
+    method.write_samples(samples, out)
+    return out

@@ -1,0 +1,288 @@
+"""One training loop for any model that exposes a loss.
+
+``train(model, loss_fn, loader, train_cfg, optim_cfg, workdir)`` runs
+``loss_fn(model, batch, key) -> (loss, metrics)`` under ``jax.jit`` with an optax
+optimizer, a parameter EMA, rotating atomic checkpoints (exact resume: the data position
+is the step, the per-step key is ``fold_in(seed_key, step)``), a JSONL log, a tqdm bar
+and a non-finite-loss guard. With several devices the batch is sharded over a ``"data"``
+mesh axis and the state is replicated (see :mod:`genmodels.train.sharding`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from genmodels.train.checkpoint import Checkpointer
+from genmodels.train.config import OptimConfig, TrainConfig
+from genmodels.train.data import Loader
+from genmodels.train.ema import ema_update
+from genmodels.train.logging import MetricsLogger
+from genmodels.train.optim import make_optimizer
+from genmodels.train.sharding import data_mesh, replicated, shard_batch
+
+LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; training stopped without writing the bad state."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+      model: the module with the final raw parameters.
+      ema_model: the module with the EMA parameters (use it to sample).
+      step: the last completed step.
+      state: the raw train-state pytree (params, ema, opt, rest).
+    """
+
+    model: nnx.Module
+    ema_model: nnx.Module
+    step: int
+    state: dict
+
+
+def _config_json(cfg: Any) -> Any:
+    if dataclasses.is_dataclass(cfg):
+        return {
+            "__class__": type(cfg).__qualname__,
+            **{f.name: _config_json(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)},
+        }
+    if isinstance(cfg, list | tuple):
+        return [_config_json(c) for c in cfg]
+    if isinstance(cfg, dict):
+        return {str(k): _config_json(v) for k, v in cfg.items()}
+    if isinstance(cfg, int | float | str | bool) or cfg is None:
+        return cfg
+    return repr(cfg)
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation):
+    """Split ``model`` into (graphdef, train state) with params, EMA and optimizer state."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    state = {
+        "params": params,
+        "ema": jax.tree.map(jnp.copy, params),
+        "opt": tx.init(params),
+        "rest": rest,
+        # first step whose loss was not finite (-1: none), kept on device so the check
+        # costs no host round trip per step
+        "bad_step": jnp.asarray(-1, jnp.int32),
+    }
+    return graphdef, state
+
+
+def make_train_step(graphdef, loss_fn: LossFn, tx, ema_decay: float, base_key: jax.Array):
+    """The pure per-step update ``(state, batch, step) -> (state, metrics)``."""
+
+    def step_fn(state, batch, step):
+        key = jax.random.fold_in(base_key, step)
+
+        def objective(params):
+            model = nnx.merge(graphdef, params, state["rest"])
+            loss, metrics = loss_fn(model, batch, key)
+            return loss, metrics
+
+        (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        finite = jnp.isfinite(loss)
+        bad = jnp.where((state["bad_step"] < 0) & ~finite, step, state["bad_step"])
+        new = {
+            "params": params,
+            "ema": ema_update(state["ema"], params, ema_decay),
+            "opt": opt,
+            "rest": state["rest"],
+            "bad_step": bad.astype(jnp.int32),
+        }
+        out = {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
+        return new, out
+
+    return step_fn
+
+
+def train(
+    model: nnx.Module,
+    loss_fn: LossFn,
+    loader: Loader,
+    train_cfg: TrainConfig,
+    optim_cfg: OptimConfig,
+    workdir: str | Path | None = None,
+    *,
+    config: Any = None,
+    devices: Sequence[jax.Device] | None = None,
+    hooks: Sequence[Callable[[int, dict], None]] = (),
+) -> TrainResult:
+    """Train ``model`` on ``loss_fn`` and return the final and EMA models.
+
+    Args:
+      model: an initialized ``nnx.Module`` (its parameters are the starting point unless
+        ``workdir`` holds a checkpoint, which is then resumed).
+      loss_fn: ``(model, batch, key) -> (scalar loss, dict of scalar metrics)``.
+      loader: ``batch(step) -> dict of host arrays`` (the position is the step).
+      train_cfg: steps, batch size, EMA, logging, checkpointing.
+      optim_cfg: optimizer and schedule.
+      workdir: run folder with ``checkpoints/`` and ``metrics.jsonl`` (``None``: in memory).
+      config: the recipe config, stored with every checkpoint.
+      devices: devices of the data-parallel mesh (default all local devices).
+      hooks: called as ``hook(step, metrics)`` after each logged step (tests use it).
+
+    Returns:
+      A :class:`TrainResult`.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN/Inf; the last good checkpoint is kept.
+    """
+    tx, sched = make_optimizer(optim_cfg, train_cfg.steps)
+    graphdef, state = init_state(model, tx)
+    mesh = data_mesh(devices)
+    state = jax.device_put(state, replicated(mesh))
+    base_key = jax.random.PRNGKey(train_cfg.seed)
+
+    ckpt = None
+    start = 0
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        ckpt = Checkpointer(
+            Path(workdir) / "checkpoints",
+            keep=train_cfg.keep_checkpoints,
+            async_save=train_cfg.async_checkpointing,
+        )
+        if ckpt.latest_step() is not None:
+            state, meta = ckpt.restore(state)
+            start = int(meta["step"])
+    logger = MetricsLogger(workdir, tensorboard=train_cfg.tensorboard)
+
+    step_fn = jax.jit(
+        make_train_step(graphdef, loss_fn, tx, train_cfg.ema_decay, base_key),
+        donate_argnums=(0,),
+    )
+    meta_base = {
+        "config": _config_json(config),
+        "train": _config_json(train_cfg),
+        "optim": _config_json(optim_cfg),
+    }
+
+    def check_finite(step_now: int, last_good: int | None):
+        bad = int(state["bad_step"])
+        if bad >= 0:
+            where = (
+                f"{workdir}/checkpoints (step {last_good})"
+                if last_good is not None
+                else "none written"
+            )
+            raise NonFiniteLossError(
+                f"loss became NaN/Inf at step {bad} (checked at step {step_now}); training "
+                f"stopped and the bad state was not saved. Last good checkpoint: {where}. "
+                "Lower the learning rate, tighten gradient clipping or check the data."
+            )
+
+    def save(step_done: int):
+        check_finite(step_done, ckpt.latest_step())
+        meta = dict(meta_base, step=step_done, data_position=step_done)
+        ckpt.save(step_done, state, meta)
+
+    bar = tqdm(
+        total=train_cfg.steps,
+        initial=start,
+        disable=not train_cfg.progress,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        # redraw less often when the output is a log file rather than a terminal
+        mininterval=0.2 if sys.stderr.isatty() else 15.0,
+    )
+    t_last, s_last = time.perf_counter(), start
+    metrics = {}
+    try:
+        for step in range(start, train_cfg.steps):
+            batch = shard_batch(loader.batch(step), mesh)
+            state, metrics = step_fn(state, batch, jnp.asarray(step, jnp.int32))
+            done = step + 1
+            bar.update(1)
+            if done % train_cfg.log_every == 0 or done == train_cfg.steps:
+                host = {k: float(np.asarray(v)) for k, v in metrics.items()}
+                now = time.perf_counter()
+                host["steps_per_sec"] = (done - s_last) / max(now - t_last, 1e-9)
+                host["lr"] = float(sched(step))
+                t_last, s_last = now, done
+                bar.set_postfix(loss=f"{host['loss']:.4g}")
+                check_finite(done, ckpt.latest_step() if ckpt else None)
+                logger.log(done, host)
+                for h in hooks:
+                    h(done, host)
+            if ckpt is not None and (done % train_cfg.ckpt_every == 0 or done == train_cfg.steps):
+                save(done)
+        check_finite(train_cfg.steps, ckpt.latest_step() if ckpt else None)
+    finally:
+        bar.close()
+        logger.close()
+        if ckpt is not None:
+            ckpt.close()
+
+    final_step = max(start, train_cfg.steps)
+    return TrainResult(
+        model=nnx.merge(graphdef, state["params"], state["rest"]),
+        ema_model=nnx.merge(graphdef, state["ema"], state["rest"]),
+        step=final_step,
+        state=state,
+    )
+
+
+def load_model(
+    model: nnx.Module, workdir: str | Path, *, ema: bool = True, step: int | None = None
+) -> tuple[nnx.Module, dict]:
+    """Load the parameters of a checkpoint into a model of the same architecture.
+
+    Args:
+      model: a freshly built module of the recipe's architecture (its values are replaced).
+      workdir: the run folder given to :func:`train` (or its ``checkpoints`` folder).
+      ema: load the EMA parameters (the default, used for sampling) or the raw ones.
+      step: a specific checkpoint step (default: the latest).
+
+    Returns:
+      ``(model, meta)`` with ``meta`` holding the stored config, step and data position.
+    """
+    d = Path(workdir)
+    if (d / "checkpoints").is_dir():
+        d = d / "checkpoints"
+    if not d.is_dir():
+        raise FileNotFoundError(f"no checkpoint folder at {workdir}")
+    tx, _ = make_optimizer(OptimConfig(), 1)
+    graphdef, template = init_state(model, tx)
+    ckpt = Checkpointer(d)
+    try:
+        # the optimizer state is restored too (cheap) because the template must match
+        state, meta = _restore_any_optimizer(ckpt, template, step)
+    finally:
+        ckpt.close()
+    params = state["ema"] if ema else state["params"]
+    return nnx.merge(graphdef, params, state["rest"]), meta
+
+
+def _restore_any_optimizer(ckpt: Checkpointer, template: dict, step: int | None):
+    """Restore params/EMA/rest whatever optimizer chain wrote the checkpoint."""
+    meta = ckpt.read_meta(step)
+    optim = meta.get("optim") or {}
+    fields = {f.name for f in dataclasses.fields(OptimConfig)}
+    cfg = OptimConfig(
+        **{k: (tuple(v) if isinstance(v, list) else v) for k, v in optim.items() if k in fields}
+    )
+    tx, _ = make_optimizer(cfg, int(meta.get("train", {}).get("steps", 1) or 1))
+    template = dict(template, opt=tx.init(template["params"]))
+    return ckpt.restore(template, step)

@@ -1,0 +1,53 @@
+"""optax optimizer and learning-rate schedule from an :class:`OptimConfig`."""
+
+from __future__ import annotations
+
+import optax
+
+from genmodels.train.config import OptimConfig
+
+
+def make_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+    """Warm-up followed by a constant, cosine or staircase-exponential schedule."""
+    decay_steps = max(total_steps - cfg.warmup_steps, 1)
+    if cfg.schedule == "constant":
+        main = optax.constant_schedule(cfg.lr)
+    elif cfg.schedule == "cosine":
+        main = optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=cfg.final_lr_frac)
+    elif cfg.schedule == "exponential":
+        main = optax.exponential_decay(
+            cfg.lr,
+            transition_steps=max(cfg.decay_every, 1),
+            decay_rate=cfg.decay_rate,
+            staircase=True,
+        )
+    else:  # pragma: no cover - Literal guards this
+        raise ValueError(
+            f"unknown schedule {cfg.schedule!r}; choose constant, cosine or exponential"
+        )
+    if cfg.warmup_steps <= 0:
+        return main
+    warm = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+    return optax.join_schedules([warm, main], [cfg.warmup_steps])
+
+
+def make_optimizer(
+    cfg: OptimConfig, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Build the gradient transformation (clip -> weight decay -> Adam -> schedule).
+
+    Returns:
+      ``(tx, schedule)``; the schedule is returned for logging the learning rate.
+    """
+    sched = make_schedule(cfg, total_steps)
+    parts: list[optax.GradientTransformation] = []
+    if cfg.clip_norm is not None and cfg.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+    if cfg.weight_decay > 0 and not cfg.decoupled_weight_decay:
+        parts.append(optax.add_decayed_weights(cfg.weight_decay))
+    parts.append(optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
+    if cfg.weight_decay > 0 and cfg.decoupled_weight_decay:
+        # AdamW multiplies the decay by the learning rate too (Loshchilov & Hutter).
+        parts.append(optax.add_decayed_weights(cfg.weight_decay))
+    parts.append(optax.scale_by_learning_rate(sched))
+    return optax.chain(*parts), sched
