@@ -18,14 +18,14 @@ So :func:`categorical` does not toggle the flag. Instead, with ``precision=jnp.f
 - if x64 is enabled (globally, or because the caller wrapped the whole jitted call in
   ``with jax.enable_x64(True):``), the noise and the argmax are computed in float64;
 - otherwise the noise is built from 64 random bits (two 32-bit words) so that it has no
-  tail truncation in float32 either: it reaches ``g ~= 45.1`` on the upper tail (float64's
-  naive ``-log(-log u)`` stops near 36.7) and ``g ~= -3.8`` on the lower one, i.e.
-  probabilities down to ~e^-45 are represented. What remains of float32 is the rounding of
-  the noise values and of ``logit + noise`` (relative errors ~1e-7 on the selection
-  probabilities, no truncation).
+  tail truncation in float32 either: it reaches ``g ~= 45.1`` on the upper tail (the naive
+  ``-log(-log u)`` with JAX's 52-bit float64 uniform stops near 36.0) and ``g ~= -3.8`` on
+  the lower one, i.e. probabilities down to ~e^-45 are represented. What remains of
+  float32 is the rounding of the noise values and of ``logit + noise`` (relative errors of
+  order 1e-6 or less on the selection probabilities, and no truncation).
 
-``precision=jnp.float32`` reproduces the truncated float32 sampler (the same support as
-``jax.random.categorical``'s default mode and PyTorch's float32 ``rand``) for comparisons.
+``precision=jnp.float32`` reproduces the truncated float32 sampler (the same noise support
+as ``jax.random.categorical`` in its default mode) for comparisons.
 """
 
 from __future__ import annotations

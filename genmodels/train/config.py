@@ -20,6 +20,8 @@ class OptimConfig:
       weight_decay: weight-decay coefficient (0 disables it).
       decoupled_weight_decay: AdamW-style decay instead of an L2 term in the gradient.
       clip_norm: global-norm gradient clipping (``None`` disables it).
+      clip_per_module: clip each top-level submodule's gradient separately (GDSS clips
+        its two score networks one by one) instead of the joint global norm.
       warmup_steps: linear warm-up from 0 to ``lr``.
       schedule: ``constant``, ``cosine`` (to ``final_lr_frac * lr`` at the last step) or
         ``exponential`` (times ``decay_rate`` every ``decay_every`` steps, staircase: GDSS's
@@ -33,6 +35,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     decoupled_weight_decay: bool = False
     clip_norm: float | None = 1.0
+    clip_per_module: bool = False
     warmup_steps: int = 0
     schedule: Literal["constant", "cosine", "exponential"] = "constant"
     decay_rate: float = 1.0

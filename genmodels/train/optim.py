@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from genmodels.train.config import OptimConfig
@@ -42,7 +43,10 @@ def make_optimizer(
     sched = make_schedule(cfg, total_steps)
     parts: list[optax.GradientTransformation] = []
     if cfg.clip_norm is not None and cfg.clip_norm > 0:
-        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+        clip = optax.clip_by_global_norm(cfg.clip_norm)
+        if cfg.clip_per_module:
+            clip = _per_module(clip)
+        parts.append(clip)
     if cfg.weight_decay > 0 and not cfg.decoupled_weight_decay:
         parts.append(optax.add_decayed_weights(cfg.weight_decay))
     parts.append(optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
@@ -51,3 +55,26 @@ def make_optimizer(
         parts.append(optax.add_decayed_weights(cfg.weight_decay))
     parts.append(optax.scale_by_learning_rate(sched))
     return optax.chain(*parts), sched
+
+
+def _per_module(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Apply ``inner`` separately to each top-level entry of the parameter tree."""
+
+    def label_of(path, _):
+        head = path[0]
+        return str(getattr(head, "key", getattr(head, "name", getattr(head, "idx", head))))
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(label_of, params)
+
+    def tx_for(params):
+        names = set(jax.tree.leaves(labels(params)))
+        return optax.multi_transform({n: inner for n in names}, labels)
+
+    def init(params):
+        return tx_for(params).init(params)
+
+    def update(updates, state, params=None):
+        return tx_for(updates).update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)

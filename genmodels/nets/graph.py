@@ -1,0 +1,515 @@
+"""GDSS score networks for dense graphs (flax.nnx).
+
+Jo, Lee, Hwang, *Score-based Generative Modeling of Graphs via the System of SDEs*,
+ICML 2022, Sec. 3 (the permutation-equivariant score networks ``s_theta,X`` and
+``s_phi,A``), following the reference code ``models/`` of harryjo97/GDSS:
+
+- :class:`ScoreNetworkX`: ``depth`` dense GCN layers with tanh, the input and
+  every layer output concatenated, then a 3-layer ELU MLP; masked by the node flags.
+- :class:`ScoreNetworkA`: graph multi-head attention (GMH, Baek et al. 2021)
+  layers acting on the channels ``[A, A^2, ..., A^{c_init}]``; the channels of every
+  layer are concatenated and a 3-layer ELU MLP maps each (i, j) entry to one score.
+  The output is symmetric, with a zero diagonal and zero padding.
+
+Both take ``(x [B, N, F], adj [B, N, N], node_mask [B, N])``. Like GDSS, neither takes
+the diffusion time: for a VP (or sub-VP) SDE GDSS uses ``score = -net(...) / std(t)``,
+for a VE SDE ``score = net(...)`` (GDSS ``losses.get_score_fn``); that scaling belongs to
+the model wrapper, not to these modules.
+
+Per-channel modules (GDSS keeps a Python list of ``Attention`` modules, one per
+adjacency channel) are stored here with the channel as a leading parameter axis, which
+computes the same maps with the same parameter counts in a few batched einsums.
+
+Initialisation follows the PyTorch reference: GCN weights Glorot-uniform with zero bias
+(``models/layers.py``), linear layers PyTorch's default ``U(-1/sqrt(fan_in),
+1/sqrt(fan_in))`` for weights and biases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+__all__ = [
+    "GDSS_NET_CONFIGS",
+    "MLP",
+    "Attention",
+    "AttentionLayer",
+    "DenseGCNConv",
+    "GDSSNetConfig",
+    "ScoreNetworkA",
+    "ScoreNetworkX",
+    "pow_tensor",
+]
+
+
+def _mask_x(x: Array, node_mask: Array) -> Array:
+    return x * node_mask[..., :, None].astype(x.dtype)
+
+
+def _mask_adj(adj: Array, node_mask: Array) -> Array:
+    """Zero rows and columns of padded nodes; ``adj`` is [B, N, N] or [B, N, N, C]."""
+    m = node_mask.astype(adj.dtype)
+    if adj.ndim == 4:  # channel-last
+        return adj * m[:, :, None, None] * m[:, None, :, None]
+    return adj * m[:, :, None] * m[:, None, :]
+
+
+def pow_tensor(adj: Array, cnum: int) -> Array:
+    """Powers ``[A, A^2, ..., A^cnum]`` stacked channel-last (GDSS ``pow_tensor``).
+
+    Args:
+      adj: [B, N, N].
+      cnum: number of powers.
+
+    Returns:
+      [B, N, N, cnum].
+    """
+    out = [adj]
+    cur = adj
+    for _ in range(cnum - 1):
+        cur = cur @ adj
+        out.append(cur)
+    return jnp.stack(out, axis=-1)
+
+
+def _gcn_norm(adj: Array) -> Array:
+    """``D^-1/2 A' D^-1/2`` with ``A'`` = ``adj`` whose diagonal is set to 1 and degrees
+    clamped at 1 (PyTorch Geometric ``DenseGCNConv``, as GDSS uses it).
+
+    Args: adj [..., N, N]. Returns: [..., N, N].
+    """
+    n = adj.shape[-1]
+    a = jnp.where(jnp.eye(n, dtype=bool), jnp.ones_like(adj), adj)
+    d = jnp.maximum(a.sum(-1), 1.0) ** -0.5  # [..., N]
+    return d[..., :, None] * a * d[..., None, :]
+
+
+def _torch_uniform(fan_in: int) -> Callable:
+    """PyTorch's ``nn.Linear`` default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _linear(din: int, dout: int, rngs: nnx.Rngs) -> nnx.Linear:
+    init = _torch_uniform(din)
+    return nnx.Linear(din, dout, kernel_init=init, bias_init=init, rngs=rngs)
+
+
+class DenseGCNConv(nnx.Module):
+    """Dense graph convolution ``D^-1/2 (A + I) D^-1/2 X W + b`` (Kipf & Welling 2017).
+
+    As GDSS's ``DenseGCNConv`` (from PyTorch Geometric): the diagonal is *set* to 1
+    (not added), degrees are clamped at 1 before the inverse square root.
+
+    Args:
+      in_features: F_in.
+      out_features: F_out.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nnx.Param(
+            nnx.initializers.glorot_uniform()(rngs.params(), (in_features, out_features))
+        )
+        self.bias = nnx.Param(jnp.zeros((out_features,)))
+
+    def __call__(self, x: Array, adj: Array) -> Array:
+        """Args: x [B, N, F_in], adj [B, N, N]. Returns: [B, N, F_out]."""
+        return _gcn_norm(adj) @ (x @ self.weight[...]) + self.bias[...]
+
+
+class MLP(nnx.Module):
+    """``num_layers`` linear layers with ``activation`` between them (GDSS ``MLP``).
+
+    Args:
+      num_layers: number of linear layers (1 = a single linear map).
+      input_dim, hidden_dim, output_dim: widths.
+      activation: applied after every layer but the last.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        *,
+        activation: Callable[[Array], Array] = jax.nn.relu,
+        rngs: nnx.Rngs,
+    ):
+        if num_layers < 1:
+            raise ValueError("MLP needs at least one layer")
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.linears = nnx.List([_linear(a, b, rngs) for a, b in zip(dims[:-1], dims[1:])])
+        self.activation = activation
+
+    def __call__(self, x: Array) -> Array:
+        """Args: x [..., input_dim]. Returns: [..., output_dim]."""
+        for layer in self.linears[:-1]:
+            x = self.activation(layer(x))
+        return self.linears[-1](x)
+
+
+class _ChannelLinear(nnx.Module):
+    """``C`` independent linear maps of shared inputs, optionally GCN-propagated per channel.
+
+    Without ``adjc``: ``x W_c + b_c``. With ``adjc``: the dense GCN of each channel,
+    ``D_c^-1/2 A'_c D_c^-1/2 x W_c + b_c`` (bias after the propagation, as GDSS's
+    ``DenseGCNConv``).
+    """
+
+    def __init__(self, channels: int, din: int, dout: int, kernel_init, bias_init, rngs):
+        self.weight = nnx.Param(kernel_init(rngs.params(), (channels, din, dout)))
+        self.bias = nnx.Param(bias_init(rngs.params(), (channels, dout)))
+
+    def __call__(self, x: Array, adjc: Array | None = None) -> Array:
+        """Args: x [B, N, F] or [B, C, N, F]; adjc [B, N, N, C] or None.
+
+        Returns: [B, C, N, O].
+        """
+        eq = "bnf,cfo->bcno" if x.ndim == 3 else "bcnf,cfo->bcno"
+        h = jnp.einsum(eq, x, self.weight[...])  # [B, C, N, O]
+        if adjc is not None:
+            h = _gcn_norm(jnp.moveaxis(adjc, -1, 1)) @ h  # [B, C, N, N] @ [B, C, N, O]
+        return h + self.bias[...][None, :, None, :]
+
+
+def _channel_gcn(channels: int, din: int, dout: int, rngs: nnx.Rngs) -> _ChannelLinear:
+    # Glorot-uniform per channel (batch_axis keeps C out of the fan), zero bias: as
+    # GDSS's DenseGCNConv.reset_parameters.
+    glorot = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform", batch_axis=(0,))
+    return _ChannelLinear(channels, din, dout, glorot, nnx.initializers.zeros, rngs)
+
+
+def _channel_torch_linear(channels: int, din: int, dout: int, rngs: nnx.Rngs) -> _ChannelLinear:
+    init = _torch_uniform(din)
+    return _ChannelLinear(channels, din, dout, init, init, rngs)
+
+
+class Attention(nnx.Module):
+    """Graph multi-head attention, one independent head set per adjacency channel.
+
+    GDSS ``Attention`` (Baek et al. 2021) for each of the ``channels`` channels, with the
+    channels' weights stacked on a leading axis so one layer is a few batched einsums
+    (GDSS keeps a Python list of per-channel modules; the maps and parameter counts are
+    the same). Q and K come from GCNs (``conv='GCN'``) or 2-layer tanh MLPs
+    (``conv='MLP'``), V from a GCN. The attention matrix is
+    ``tanh(Q_h K_h^T / sqrt(out_dim))`` averaged over the heads and symmetrised; the
+    reference scales by ``sqrt(out_dim)``, not by the head width, and so does this module.
+
+    Args:
+      channels: number of adjacency channels C.
+      in_dim: node feature width.
+      attn_dim: Q/K width (split into ``num_heads`` heads; must be divisible).
+      out_dim: V width.
+      num_heads: number of heads.
+      conv: ``'GCN'`` or ``'MLP'``.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        in_dim: int,
+        attn_dim: int,
+        out_dim: int,
+        *,
+        num_heads: int = 4,
+        conv: str = "GCN",
+        rngs: nnx.Rngs,
+    ):
+        if attn_dim % num_heads:
+            raise ValueError(f"attn_dim={attn_dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.out_dim = out_dim
+        self.conv = conv
+        if conv == "GCN":
+            self.gnn_q = _channel_gcn(channels, in_dim, attn_dim, rngs)
+            self.gnn_k = _channel_gcn(channels, in_dim, attn_dim, rngs)
+        elif conv == "MLP":
+            # GDSS: MLP(2, in_dim, 2 * attn_dim, attn_dim, activate_func=tanh)
+            self.gnn_q = nnx.List(
+                [
+                    _channel_torch_linear(channels, in_dim, 2 * attn_dim, rngs),
+                    _channel_torch_linear(channels, 2 * attn_dim, attn_dim, rngs),
+                ]
+            )
+            self.gnn_k = nnx.List(
+                [
+                    _channel_torch_linear(channels, in_dim, 2 * attn_dim, rngs),
+                    _channel_torch_linear(channels, 2 * attn_dim, attn_dim, rngs),
+                ]
+            )
+        else:
+            raise ValueError(f"conv must be 'GCN' or 'MLP', got {conv!r}")
+        self.gnn_v = _channel_gcn(channels, in_dim, out_dim, rngs)
+
+    def __call__(self, x: Array, adjc: Array) -> tuple[Array, Array]:
+        """Args: x [B, N, F], adjc [B, N, N, C].
+
+        Returns: V [B, C, N, out_dim], attention [B, N, N, C] (symmetric).
+        """
+        if self.conv == "GCN":
+            q = self.gnn_q(x, adjc)  # [B, C, N, D]
+            k = self.gnn_k(x, adjc)
+        else:
+            q = self.gnn_q[1](jnp.tanh(self.gnn_q[0](x)))
+            k = self.gnn_k[1](jnp.tanh(self.gnn_k[0](x)))
+        v = self.gnn_v(x, adjc)  # [B, C, N, out_dim]
+        b, c, n, d = q.shape
+        h = self.num_heads
+        qh = q.reshape(b, c, n, h, d // h)
+        kh = k.reshape(b, c, n, h, d // h)
+        scores = jnp.einsum("bcihd,bcjhd->bchij", qh, kh) / math.sqrt(self.out_dim)
+        a = jnp.tanh(scores).mean(axis=2)  # [B, C, N, N]
+        a = (a + jnp.swapaxes(a, -1, -2)) / 2
+        return v, jnp.moveaxis(a, 1, -1)
+
+
+class AttentionLayer(nnx.Module):
+    """One GMH layer of ScoreNetworkA (GDSS ``AttentionLayer``): C_in -> C_out channels.
+
+    Each input channel has its own attention (see :class:`Attention`); their V outputs
+    are mixed by a 2-layer ELU MLP into the new node features (masked, then tanh), and
+    the attention matrices together with the input channels are mapped per entry by a
+    ``num_linears``-layer ELU MLP to the output channels, symmetrised as ``M + M^T``.
+
+    Args:
+      num_linears: layers of the channel MLP.
+      conv_input_dim: node feature width in.
+      attn_dim: Q/K width.
+      conv_output_dim: node feature width out.
+      input_dim: adjacency channels in (C_in).
+      output_dim: adjacency channels out (C_out).
+      num_heads: attention heads.
+      conv: ``'GCN'`` or ``'MLP'``.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        num_linears: int,
+        conv_input_dim: int,
+        attn_dim: int,
+        conv_output_dim: int,
+        input_dim: int,
+        output_dim: int,
+        *,
+        num_heads: int = 4,
+        conv: str = "GCN",
+        rngs: nnx.Rngs,
+    ):
+        self.attn = Attention(
+            input_dim,
+            conv_input_dim,
+            attn_dim,
+            conv_output_dim,
+            num_heads=num_heads,
+            conv=conv,
+            rngs=rngs,
+        )
+        hidden = 2 * max(input_dim, output_dim)
+        self.mlp = MLP(
+            num_linears, 2 * input_dim, hidden, output_dim, activation=jax.nn.elu, rngs=rngs
+        )
+        self.multi_channel = MLP(
+            2,
+            input_dim * conv_output_dim,
+            hidden,
+            conv_output_dim,
+            activation=jax.nn.elu,
+            rngs=rngs,
+        )
+
+    def __call__(self, x: Array, adjc: Array, node_mask: Array) -> tuple[Array, Array]:
+        """Args: x [B, N, F_in], adjc [B, N, N, C_in], node_mask [B, N].
+
+        Returns: x_out [B, N, F_out], adj_out [B, N, N, C_out] (symmetric, masked).
+        """
+        v, att = self.attn(x, adjc)  # [B, C, N, F_out], [B, N, N, C]
+        b, c, n, f = v.shape
+        # channel-major concatenation [V_0 | V_1 | ...], as GDSS's torch.cat(x_list, -1)
+        v = jnp.moveaxis(v, 1, 2).reshape(b, n, c * f)
+        x_out = jnp.tanh(_mask_x(self.multi_channel(v), node_mask))
+        m = self.mlp(jnp.concatenate([att, adjc], -1))  # [B, N, N, C_out]
+        m = m + jnp.swapaxes(m, 1, 2)
+        return x_out, _mask_adj(m, node_mask)
+
+
+class ScoreNetworkX(nnx.Module):
+    """GDSS node-feature score network ``s_theta,X``: GCN stack + MLP.
+
+    Args:
+      max_feat_num: node feature width F (input and output).
+      depth: number of GCN layers.
+      nhid: GCN width.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, max_feat_num: int, depth: int, nhid: int, *, rngs: nnx.Rngs):
+        self.layers = nnx.List(
+            [DenseGCNConv(max_feat_num if i == 0 else nhid, nhid, rngs=rngs) for i in range(depth)]
+        )
+        fdim = max_feat_num + depth * nhid
+        self.final = MLP(3, fdim, 2 * fdim, max_feat_num, activation=jax.nn.elu, rngs=rngs)
+
+    def __call__(self, x: Array, adj: Array, node_mask: Array) -> Array:
+        """Args: x [B, N, F], adj [B, N, N], node_mask [B, N]. Returns: [B, N, F], 0 on padding."""
+        hs = [x]
+        for layer in self.layers:
+            x = jnp.tanh(layer(x, adj))
+            hs.append(x)
+        out = self.final(jnp.concatenate(hs, -1))  # [B, N, F]
+        return _mask_x(out, node_mask)
+
+
+class ScoreNetworkA(nnx.Module):
+    """GDSS adjacency score network ``s_phi,A``: GMH layers over adjacency powers.
+
+    The first layer maps ``c_init`` channels to ``c_hid`` with attention width ``nhid``,
+    middle layers ``c_hid -> c_hid`` and the last ``c_hid -> c_final`` with attention
+    width ``adim``; node features have width ``nhid`` after the first layer. The GDSS
+    constructor's ``max_node_num`` is not needed (the diagonal mask follows the input).
+
+    Args:
+      max_feat_num: input node feature width F.
+      nhid: node feature width inside the layers.
+      num_layers: number of GMH layers (>= 2).
+      num_linears: layers of each channel MLP.
+      c_init, c_hid, c_final: adjacency channels (powers at the input, hidden, last).
+      adim: attention width of the layers after the first.
+      num_heads: attention heads.
+      conv: ``'GCN'`` or ``'MLP'`` for Q/K.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        max_feat_num: int,
+        nhid: int,
+        num_layers: int,
+        num_linears: int,
+        c_init: int,
+        c_hid: int,
+        c_final: int,
+        adim: int,
+        *,
+        num_heads: int = 4,
+        conv: str = "GCN",
+        rngs: nnx.Rngs,
+    ):
+        if num_layers < 2:
+            raise ValueError("ScoreNetworkA needs num_layers >= 2 (first and last layers)")
+        self.c_init = c_init
+        layers = []
+        for i in range(num_layers):
+            if i == 0:
+                args = (max_feat_num, nhid, nhid, c_init, c_hid)
+            elif i == num_layers - 1:
+                args = (nhid, adim, nhid, c_hid, c_final)
+            else:
+                args = (nhid, adim, nhid, c_hid, c_hid)
+            layers.append(
+                AttentionLayer(num_linears, *args, num_heads=num_heads, conv=conv, rngs=rngs)
+            )
+        self.layers = nnx.List(layers)
+        fdim = c_init + c_hid * (num_layers - 1) + c_final
+        self.final = MLP(3, fdim, 2 * fdim, 1, activation=jax.nn.elu, rngs=rngs)
+
+    def __call__(self, x: Array, adj: Array, node_mask: Array) -> Array:
+        """Args: x [B, N, F], adj [B, N, N], node_mask [B, N].
+
+        Returns: [B, N, N] symmetric, zero diagonal, zero on padded rows/columns.
+        """
+        adjc = pow_tensor(adj, self.c_init)  # [B, N, N, c_init]
+        chans = [adjc]
+        for layer in self.layers:
+            x, adjc = layer(x, adjc, node_mask)
+            chans.append(adjc)
+        score = self.final(jnp.concatenate(chans, -1))[..., 0]  # [B, N, N]
+        n = adj.shape[-1]
+        score = score * (1.0 - jnp.eye(n, dtype=score.dtype))
+        return _mask_adj(score, node_mask)
+
+
+@dataclass(frozen=True)
+class GDSSNetConfig:
+    """Network sizes of one GDSS config (``config/<dataset>.yaml``, ``data`` + ``model``).
+
+    ``x_*`` fields configure :class:`ScoreNetworkX`, the others :class:`ScoreNetworkA`;
+    ``nhid`` is shared, as in GDSS ``load_model_params``.
+    """
+
+    max_node_num: int
+    max_feat_num: int
+    depth: int
+    nhid: int
+    num_layers: int
+    num_linears: int
+    adim: int
+    c_init: int = 2
+    c_hid: int = 8
+    c_final: int = 4
+    num_heads: int = 4
+    conv: str = "GCN"
+
+    def make_x(self, rngs: nnx.Rngs) -> ScoreNetworkX:
+        """The :class:`ScoreNetworkX` of this config."""
+        return ScoreNetworkX(self.max_feat_num, self.depth, self.nhid, rngs=rngs)
+
+    def make_adj(self, rngs: nnx.Rngs) -> ScoreNetworkA:
+        """The :class:`ScoreNetworkA` of this config."""
+        return ScoreNetworkA(
+            self.max_feat_num,
+            self.nhid,
+            self.num_layers,
+            self.num_linears,
+            self.c_init,
+            self.c_hid,
+            self.c_final,
+            self.adim,
+            num_heads=self.num_heads,
+            conv=self.conv,
+            rngs=rngs,
+        )
+
+
+#: Sizes from harryjo97/GDSS ``config/community_small.yaml``, ``ego_small.yaml``,
+#: ``enzymes.yaml``, ``grid.yaml``, ``qm9.yaml`` and ``zinc250k.yaml`` (all use
+#: ScoreNetworkX for x, ScoreNetworkA for adj, conv GCN, 4 heads, c_init/c_hid/c_final
+#: 2/8/4). For QM9 and ZINC250k ``max_feat_num`` counts atom types (``init: atom``).
+GDSS_NET_CONFIGS: dict[str, GDSSNetConfig] = {
+    "community_small": GDSSNetConfig(
+        max_node_num=20, max_feat_num=10, depth=3, nhid=32, num_layers=5, num_linears=2, adim=32
+    ),
+    "ego_small": GDSSNetConfig(
+        max_node_num=18, max_feat_num=17, depth=2, nhid=32, num_layers=5, num_linears=2, adim=32
+    ),
+    "ENZYMES": GDSSNetConfig(
+        max_node_num=125, max_feat_num=10, depth=5, nhid=32, num_layers=7, num_linears=2, adim=32
+    ),
+    "grid": GDSSNetConfig(
+        max_node_num=361, max_feat_num=5, depth=5, nhid=32, num_layers=7, num_linears=2, adim=32
+    ),
+    "QM9": GDSSNetConfig(
+        max_node_num=9, max_feat_num=4, depth=2, nhid=16, num_layers=3, num_linears=3, adim=16
+    ),
+    "ZINC250k": GDSSNetConfig(
+        max_node_num=38, max_feat_num=9, depth=2, nhid=16, num_layers=6, num_linears=3, adim=16
+    ),
+}
