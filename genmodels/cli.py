@@ -7,7 +7,7 @@
     genmodels evaluate RECIPE --samples FILE [--split test]
 
 Overrides of the recipe's config go through tyro: ``genmodels train RECIPE --help`` lists
-every field. The outer arguments are parsed by tyro too, from small dataclasses.
+every field (``--train.steps``); ``sample``/``evaluate`` take them as ``--config.FIELD``. The outer arguments are parsed by tyro too, from small dataclasses.
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ COMMANDS = ("recipes", "train", "sample", "evaluate")
 USAGE = __doc__
 
 
-def _command_type(name: str, cfg: Any, fields: list[tuple[str, Any, Any]], doc: str):
-    """A dataclass with the command's own fields plus the recipe config, flattened."""
+def _command_type(
+    name: str, cfg: Any, fields: list[tuple[str, Any, Any]], doc: str, flatten: bool = True
+):
+    """A dataclass with the command's own fields plus the recipe config.
+
+    ``train`` flattens the config (``--train.steps``); ``sample``/``evaluate`` keep it under
+    ``--config.`` because their own options (``--sampler``, ``--steps``) may share names
+    with config fields.
+    """
     spec = [(n, t, dataclasses.field(default=d)) for n, t, d in fields]
-    spec.append(
-        ("config", Annotated[type(cfg), tyro.conf.arg(name="")], dataclasses.field(default=cfg))
-    )
+    ctype = Annotated[type(cfg), tyro.conf.arg(name="")] if flatten else type(cfg)
+    spec.append(("config", ctype, dataclasses.field(default=cfg)))
     cls = dataclasses.make_dataclass(name, spec, frozen=True)
     cls.__doc__ = doc
     return cls
@@ -111,6 +117,7 @@ def cmd_sample(args: list[str]) -> int:
             ("precision", str | None, None),
         ],
         f"Sample recipe {name!r} from a checkpoint folder or its pretrained model.",
+        flatten=False,
     )
     p = _parse(f"genmodels sample {name}", cls, rest)
     from genmodels.models.run import sample_recipe
@@ -152,6 +159,7 @@ def cmd_evaluate(args: list[str]) -> int:
         cfg,
         [("samples", str, ""), ("split", str, "test")],
         f"Evaluate a sample file against recipe {name!r}'s data; prints one JSON object.",
+        flatten=False,
     )
     p = _parse(f"genmodels evaluate {name}", cls, rest)
     if not p.samples:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from flax import nnx
 
 from genmodels.train.loop import load_model, train
 
@@ -29,7 +30,9 @@ def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = No
 def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool = True):
     """Build the recipe's method and load a checkpoint's (EMA) parameters into its model."""
     method = config.build()
-    model = method.init_model(jax.random.PRNGKey(config.train.seed))
+    # the parameters come from the checkpoint: build the module abstractly (no random
+    # initialization, which costs a compile per parameter shape)
+    model = nnx.eval_shape(lambda: method.init_model(jax.random.PRNGKey(config.train.seed)))
     model, meta = load_model(model, checkpoint, ema=ema)
     return method, model, meta
 

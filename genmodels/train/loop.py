@@ -72,13 +72,24 @@ def _config_json(cfg: Any) -> Any:
     return repr(cfg)
 
 
+def _copy(x):
+    # abstract leaves (a model built with nnx.eval_shape to be filled from a checkpoint)
+    return x if isinstance(x, jax.ShapeDtypeStruct) else jnp.copy(x)
+
+
+def _opt_init(tx, params):
+    if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
+        return jax.eval_shape(tx.init, params)
+    return tx.init(params)
+
+
 def init_state(model: nnx.Module, tx: optax.GradientTransformation):
     """Split ``model`` into (graphdef, train state) with params, EMA and optimizer state."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     state = {
         "params": params,
-        "ema": jax.tree.map(jnp.copy, params),
-        "opt": tx.init(params),
+        "ema": jax.tree.map(_copy, params),
+        "opt": _opt_init(tx, params),
         "rest": rest,
         # first step whose loss was not finite (-1: none), kept on device so the check
         # costs no host round trip per step
@@ -284,5 +295,5 @@ def _restore_any_optimizer(ckpt: Checkpointer, template: dict, step: int | None)
         **{k: (tuple(v) if isinstance(v, list) else v) for k, v in optim.items() if k in fields}
     )
     tx, _ = make_optimizer(cfg, int(meta.get("train", {}).get("steps", 1) or 1))
-    template = dict(template, opt=tx.init(template["params"]))
+    template = dict(template, opt=_opt_init(tx, template["params"]))
     return ckpt.restore(template, step)

@@ -48,7 +48,8 @@ def test_help_lists_overrides(cmd, capsys):
         main([cmd, "toy", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    assert "--train.steps" in text and "--hidden" in text
+    prefix = "" if cmd == "train" else "config."
+    assert f"--{prefix}train.steps" in text and f"--{prefix}hidden" in text
 
 
 def test_toy_trains_samples_and_matches_the_data(tmp_path, capsys):
