@@ -39,7 +39,11 @@ class GaussianMixture:
 
     def arrays(self) -> tuple[Array, Array, Array]:
         w = jnp.asarray(self.weights, jnp.float32)
-        return w / w.sum(), jnp.asarray(self.means, jnp.float32), jnp.asarray(self.stds, jnp.float32)
+        return (
+            w / w.sum(),
+            jnp.asarray(self.means, jnp.float32),
+            jnp.asarray(self.stds, jnp.float32),
+        )
 
     def sample(self, key: Array, n: int) -> Array:
         """Draw ``n`` samples. Returns [n, d]."""

@@ -1,0 +1,17 @@
+"""One file per method, composing processes, samplers, networks and domains (lazy)."""
+
+from genmodels._lazy import lazy_exports
+
+_TABLE = {
+    "Method": "base",
+    "ToyConfig": "toy",
+    "ToyMethod": "toy",
+    "GDSS": "gdss",
+    "GDSSConfig": "gdss",
+    "SDESpec": "gdss",
+    "train_recipe": "run",
+    "sample_recipe": "run",
+    "load_recipe_model": "run",
+}
+__all__ = sorted(_TABLE)
+__getattr__, __dir__ = lazy_exports(__name__, _TABLE)
