@@ -167,8 +167,10 @@ def cmd_evaluate(args: list[str]) -> int:
     path = Path(p.samples)
     if not path.exists():
         raise SystemExit(f"sample file {path} does not exist")
+    from genmodels.models.run import read_sidecar
+
     method = p.config.build()
-    metrics = method.evaluate(method.read_samples(path), split=p.split)
+    metrics = method.evaluate(method.read_samples(path), split=p.split, meta=read_sidecar(path))
     print(json.dumps(metrics, sort_keys=True))
     return 0
 

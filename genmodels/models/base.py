@@ -46,7 +46,9 @@ class Method(Protocol):
 
     def read_samples(self, path: Path) -> Any: ...
 
-    def evaluate(self, samples: Any, split: str = "test") -> dict[str, float]: ...
+    def evaluate(
+        self, samples: Any, split: str = "test", meta: dict | None = None
+    ) -> dict[str, float]: ...
 
 
 def split_model(model: nnx.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -68,4 +69,26 @@ def sample_recipe(
         model, jax.random.PRNGKey(seed), num, sampler=sampler, steps=steps, **kwargs
     )
     method.write_samples(samples, out)
+    # a sidecar records how the file was made (evaluate reads it, e.g. correction off)
+    meta = {
+        "num": num,
+        "sampler": sampler,
+        "steps": steps,
+        "seed": seed,
+        "checkpoint": str(checkpoint),
+        **{k: v for k, v in options.items() if isinstance(v, bool | int | float | str)},
+    }
+    sidecar_path(out).write_text(json.dumps(meta, indent=1))
     return out
+
+
+def sidecar_path(samples: str | Path) -> Path:
+    """``samples.meta.json`` next to a sample file."""
+    p = Path(samples)
+    return p.with_name(p.name + ".meta.json")
+
+
+def read_sidecar(samples: str | Path) -> dict | None:
+    """The sidecar of a sample file, or ``None`` for files made elsewhere."""
+    p = sidecar_path(samples)
+    return json.loads(p.read_text()) if p.exists() else None

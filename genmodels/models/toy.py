@@ -16,13 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from genmodels.samplers.ode import euler_sample
 
 from genmodels.core.grids import uniform_grid
 from genmodels.datasets.toy import energy_distance, ring_mixture
 from genmodels.models.base import split_model
 from genmodels.nets.mlp import TimeMLP
 from genmodels.processes.flow import LinearFlow
+from genmodels.samplers.ode import euler_sample
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import FunctionLoader
 
@@ -142,7 +142,9 @@ class ToyMethod:
         """A held-out draw of the data density (``seed`` differs from training draws)."""
         return np.asarray(self.data.sample(jax.random.PRNGKey(seed), n))
 
-    def evaluate(self, samples: np.ndarray, split: str = "test") -> dict[str, float]:
+    def evaluate(
+        self, samples: np.ndarray, split: str = "test", meta: dict | None = None
+    ) -> dict[str, float]:
         """Energy distance to a held-out draw, and the share of samples per mode.
 
         Returns:
@@ -151,7 +153,7 @@ class ToyMethod:
           variation between the mode histogram of the samples and the uniform weights) and
           ``far_fraction`` (samples more than 4 std from every mode).
         """
-        del split
+        del split, meta
         x = np.asarray(samples, np.float64)[: self.config.eval_size]
         ref = self.reference(self.config.eval_size)
         null = self.reference(len(x), seed=7)
