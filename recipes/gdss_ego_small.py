@@ -19,7 +19,11 @@ def config() -> GDSSConfig:
         scale_eps=0.0,
         sample_use_ema=False,
         train=TrainConfig(
-            steps=5000 * STEPS_PER_EPOCH, batch_size=80, ema_decay=0.999, log_every=100, ckpt_every=2000
+            steps=5000 * STEPS_PER_EPOCH,
+            batch_size=80,
+            ema_decay=0.999,
+            log_every=100,
+            ckpt_every=2000,
         ),
         optim=OptimConfig(
             lr=1e-2,

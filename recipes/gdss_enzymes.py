@@ -20,7 +20,11 @@ def config() -> GDSSConfig:
         sample_use_ema=True,
         sample_batch=64,
         train=TrainConfig(
-            steps=5000 * STEPS_PER_EPOCH, batch_size=64, ema_decay=0.999, log_every=100, ckpt_every=5000
+            steps=5000 * STEPS_PER_EPOCH,
+            batch_size=64,
+            ema_decay=0.999,
+            log_every=100,
+            ckpt_every=5000,
         ),
         optim=OptimConfig(
             lr=1e-2,

@@ -80,7 +80,9 @@ def register(card: DatasetCard) -> DatasetCard:
     return card
 
 
-_GDSS_CITE = "Jo, Lee, Hwang. Score-based Generative Modeling of Graphs via the System of SDEs. ICML 2022."
+_GDSS_CITE = (
+    "Jo, Lee, Hwang. Score-based Generative Modeling of Graphs via the System of SDEs. ICML 2022."
+)
 for _name, _sha, _desc in [
     (
         "community_small",
@@ -189,7 +191,9 @@ register(
         description="MOSES benchmark: 1.58M training molecules, test and scaffold test sets.",
     )
 )
-_CDVAE_CITE = "Xie, Fu, Ganea, Barzilay, Jaakkola. Crystal Diffusion Variational Autoencoder. ICLR 2022."
+_CDVAE_CITE = (
+    "Xie, Fu, Ganea, Barzilay, Jaakkola. Crystal Diffusion Variational Autoencoder. ICLR 2022."
+)
 for _name, _shas in [
     (
         "perov_5",
