@@ -125,6 +125,19 @@ class LangevinCorrector:
 # ------------------------------------------------------------------------------------
 
 
+def _check_discretization(processes: Mapping[str, Any], steps: int) -> None:
+    """Reverse diffusion and the Langevin corrector use the DDPM betas ``beta(t)/N``: with
+    ``N = steps`` too small they reach 1 and ``sqrt(1 - beta)`` is NaN; say so instead."""
+    for name, p in processes.items():
+        beta_max = getattr(p, "beta_max", None)
+        if beta_max is not None and beta_max / steps >= 1.0:
+            raise ValueError(
+                f"leaf {name!r}: {steps} steps give a discrete beta of {beta_max / steps:.3g} >= 1 "
+                f"for beta_max={beta_max}; use more than {int(beta_max)} steps with the "
+                "reverse-diffusion predictor or the Langevin corrector"
+            )
+
+
 def _with_steps(processes: Mapping[str, Any], steps: int) -> dict[str, Any]:
     """Re-discretize every process that has an ``N`` field to ``N = steps``."""
     out = {}
@@ -244,6 +257,8 @@ def pc_sample(
     times = jnp.linspace(big_t, eps, steps)  # [steps]
 
     n_corr = corrector.n_steps if corrector is not None else 0
+    if n_corr or isinstance(predictor, ReverseDiffusion):
+        _check_discretization(procs, steps)
 
     def corrector_step(x: State, z: State, t: Array) -> State:
         score = field(x, t)
@@ -328,7 +343,6 @@ def s4_sample(
     field = _masked_field(score_fn, list(procs), ctx)
     corr = LangevinCorrector(snr=snr, scale_eps=scale_eps, n_steps=1, per_example=per_example)
     dt = -big_t / steps
-    half = jnp.full((b,), dt / 2, jnp.float32)  # [B]
 
     k_prior, k_loop = jax.random.split(key)
     x0 = _initial_state(procs, k_prior, shapes, ctx, constrain)
@@ -338,6 +352,11 @@ def s4_sample(
         x, _ = carry
         t_scalar, k = inp
         t = jnp.full((b,), t_scalar, jnp.float32)
+        # GDSS steps dt = -T/N from every grid time; with N = 1000 and eps = 1e-3 the last
+        # step ends exactly at 0. With fewer steps that step would cross t = 0, where the
+        # VP transition variance is negative, so it is shortened to end at 0.
+        h = jnp.maximum(dt, -t_scalar)
+        half = jnp.full((b,), h / 2, jnp.float32)  # [B]
         score = field(x, t)
         noise = _noises(k, x, 3)
         z1, z2, z3 = (_pick(noise, i, ctx) for i in range(3))
@@ -348,7 +367,7 @@ def s4_sample(
             y, _ = corr.update(p, x[n], score[n], t, z1[n])
             mu, sd = p.transition(y, t, half)
             y = mu + _bcast(sd, y) * z2[n]
-            y = y + s_drift * dt
+            y = y + s_drift * h
             mu, sd = p.transition(y, t + half, half)
             new[n], mean[n] = mu + _bcast(sd, y) * z3[n], mu
         # Only the last mean is ever used: it is masked and constrained after the loop.

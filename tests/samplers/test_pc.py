@@ -242,3 +242,45 @@ def test_langevin_step_size_matches_gdss_formula():
     np.testing.assert_allclose(
         np.asarray(new), np.asarray(mean) + np.sqrt(2 * eps) * 0.5 * np.asarray(z), rtol=1e-6
     )
+
+
+def test_s4_with_few_steps_stays_finite_and_matches_the_gaussian():
+    """S4's last step is shortened to end at t = 0 (GDSS only ever uses N = 1000, where
+    it ends there anyway); fed the exact score of N(0, I) it returns N(0, I)."""
+    from genmodels.core.mixture import GaussianMixture
+    from genmodels.processes.sde import VPSDE
+    from genmodels.samplers.pc import s4_sample
+
+    sde = VPSDE()
+    gm = GaussianMixture((1.0,), ((0.0, 0.0),), (1.0,))
+
+    def score(s, t, ctx):
+        a, sd = sde.marginal_coefs(t)
+        return {"x": gm.score(s["x"], a, sd)}
+
+    for steps in (25, 100):
+        for denoise in (True, False):
+            out, _ = jax.jit(
+                lambda k: s4_sample(
+                    score, {"x": sde}, {}, k, shapes={"x": (4000, 2)}, steps=steps, denoise=denoise
+                )
+            )(jax.random.PRNGKey(steps))
+            x = np.asarray(out["x"])
+            assert np.isfinite(x).all()
+            assert abs(x.std() - 1.0) < 0.08 and abs(x.mean()) < 0.08
+
+
+def test_too_coarse_reverse_diffusion_is_a_clear_error():
+    from genmodels.processes.sde import VPSDE
+    from genmodels.samplers.pc import ReverseDiffusion, pc_sample
+
+    with pytest.raises(ValueError, match="discrete beta"):
+        pc_sample(
+            lambda s, t, c: s,
+            {"x": VPSDE()},
+            {},
+            jax.random.PRNGKey(0),
+            shapes={"x": (2, 2)},
+            steps=10,
+            predictor=ReverseDiffusion(),
+        )
