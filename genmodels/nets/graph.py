@@ -20,6 +20,13 @@ Per-channel modules (GDSS keeps a Python list of ``Attention`` modules, one per
 adjacency channel) are stored here with the channel as a leading parameter axis, which
 computes the same maps with the same parameter counts in a few batched einsums.
 
+Speed on CPU (``benchmarks/nets_graph.py``) without changing the function: ScoreNetworkA
+keeps its symmetric hidden channels as the N(N-1)/2 pairs ``i < j`` (their diagonals never
+reach the score), so every per-entry MLP runs once per pair; the final MLP runs once per
+pair when the input adjacency is symmetric (a ``lax.cond``; both orientations otherwise);
+the GCN normalisation is shared by Q, K and V, whose projections are one batched matmul;
+ELU uses ``exp`` with a derivative from its output (``expm1`` is slow under XLA:CPU).
+
 Initialisation follows the PyTorch reference: GCN weights Glorot-uniform with zero bias
 (``models/layers.py``), linear layers PyTorch's default ``U(-1/sqrt(fan_in),
 1/sqrt(fan_in))`` for weights and biases.
@@ -33,6 +40,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 Array = jax.Array
@@ -62,6 +70,25 @@ def _mask_adj(adj: Array, node_mask: Array) -> Array:
     return adj * m[:, :, None] * m[:, None, :]
 
 
+@jax.custom_jvp
+def _elu(x: Array) -> Array:
+    """ELU (alpha 1), ``x`` if ``x > 0`` else ``exp(x) - 1``: the same function as
+    ``jax.nn.elu`` up to float32 rounding.
+
+    ``jax.nn.elu`` uses ``expm1``, which XLA's CPU backend evaluates about twice as slowly
+    as ``exp``, and its derivative goes through both ``where`` branches; here the
+    derivative reuses the output (``elu'(x) = elu(x) + 1`` for ``x <= 0``).
+    """
+    return jnp.where(x > 0, x, jnp.exp(jnp.minimum(x, 0.0)) - 1.0)
+
+
+@_elu.defjvp
+def _elu_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = _elu(x)
+    return y, jnp.where(x > 0, dx, (y + 1.0) * dx)
+
+
 def pow_tensor(adj: Array, cnum: int) -> Array:
     """Powers ``[A, A^2, ..., A^cnum]`` stacked channel-last (GDSS ``pow_tensor``).
 
@@ -72,12 +99,16 @@ def pow_tensor(adj: Array, cnum: int) -> Array:
     Returns:
       [B, N, N, cnum].
     """
+    return jnp.stack(_powers(adj, cnum), axis=-1)
+
+
+def _powers(adj: Array, cnum: int) -> list[Array]:
     out = [adj]
     cur = adj
     for _ in range(cnum - 1):
         cur = cur @ adj
         out.append(cur)
-    return jnp.stack(out, axis=-1)
+    return out
 
 
 def _gcn_norm(adj: Array) -> Array:
@@ -90,6 +121,43 @@ def _gcn_norm(adj: Array) -> Array:
     a = jnp.where(jnp.eye(n, dtype=bool), jnp.ones_like(adj), adj)
     d = jnp.maximum(a.sum(-1), 1.0) ** -0.5  # [..., N]
     return d[..., :, None] * a * d[..., None, :]
+
+
+class _Pairs:
+    """Static index maps between dense [.., N, N] matrices and their P = N(N-1)/2
+    off-diagonal pairs ``i < j`` (the order of ``numpy.triu_indices(N, 1)``).
+
+    ScoreNetworkA's hidden channels are symmetric and their diagonals never reach the
+    output (the GCN sets the diagonal to 1, the final score zeroes it), so the network
+    works on the pairs only: every per-entry MLP runs on P rows instead of N^2.
+    """
+
+    def __init__(self, n: int):
+        iu, ju = np.triu_indices(n, 1)
+        self.n, self.p = n, len(iu)
+        self.upper = iu * n + ju  # flat index of (i, j), i < j
+        self.lower = ju * n + iu  # flat index of (j, i)
+        pid = np.full((n, n), self.p)  # the diagonal reads slot P
+        pid[iu, ju] = np.arange(self.p)
+        pid[ju, iu] = np.arange(self.p)
+        self.sym = pid.reshape(-1)
+        self.iu, self.ju = iu, ju
+
+    def take(self, a: Array, idx: np.ndarray) -> Array:
+        """Args: a [..., N, N]. Returns: [..., P], entries ``a.flat[idx]``."""
+        flat = a.reshape(*a.shape[:-2], self.n * self.n)
+        return jnp.take(flat, idx, axis=-1, mode="clip")
+
+    def dense(self, s: Array, diag: float) -> Array:
+        """Symmetric matrices from pairs. Args: s [..., P]. Returns: [..., N, N]."""
+        s = jnp.concatenate([s, jnp.full((*s.shape[:-1], 1), diag, s.dtype)], -1)
+        out = jnp.take(s, self.sym, axis=-1, mode="clip")
+        return out.reshape(*s.shape[:-1], self.n, self.n)
+
+    def mask(self, node_mask: Array) -> Array:
+        """Args: node_mask [B, N]. Returns: [B, P], 1 where both ends are real nodes."""
+        m = node_mask.astype(jnp.float32)
+        return m[:, self.iu] * m[:, self.ju]
 
 
 def _torch_uniform(fan_in: int) -> Callable:
@@ -129,7 +197,11 @@ class DenseGCNConv(nnx.Module):
 
     def __call__(self, x: Array, adj: Array) -> Array:
         """Args: x [B, N, F_in], adj [B, N, N]. Returns: [B, N, F_out]."""
-        return _gcn_norm(adj) @ (x @ self.weight[...]) + self.bias[...]
+        return self.propagate(x, _gcn_norm(adj))
+
+    def propagate(self, x: Array, norm: Array) -> Array:
+        """The layer given the normalised adjacency ``norm`` [B, N, N] (shared by layers)."""
+        return norm @ (x @ self.weight[...]) + self.bias[...]
 
 
 class MLP(nnx.Module):
@@ -160,9 +232,14 @@ class MLP(nnx.Module):
 
     def __call__(self, x: Array) -> Array:
         """Args: x [..., input_dim]. Returns: [..., output_dim]."""
-        for layer in self.linears[:-1]:
-            x = self.activation(layer(x))
-        return self.linears[-1](x)
+        return self.rest(self.linears[0](x))
+
+    def rest(self, h: Array) -> Array:
+        """The MLP after its first linear layer. Args: h [..., hidden] (first layer's
+        output, before the activation). Returns: [..., output_dim]."""
+        for layer in self.linears[1:]:
+            h = layer(self.activation(h))
+        return h
 
 
 class _ChannelLinear(nnx.Module):
@@ -264,21 +341,59 @@ class Attention(nnx.Module):
 
         Returns: V [B, C, N, out_dim], attention [B, N, N, C] (symmetric).
         """
-        if self.conv == "GCN":
-            q = self.gnn_q(x, adjc)  # [B, C, N, D]
-            k = self.gnn_k(x, adjc)
-        else:
-            q = self.gnn_q[1](jnp.tanh(self.gnn_q[0](x)))
-            k = self.gnn_k[1](jnp.tanh(self.gnn_k[0](x)))
-        v = self.gnn_v(x, adjc)  # [B, C, N, out_dim]
-        b, c, n, d = q.shape
-        h = self.num_heads
-        qh = q.reshape(b, c, n, h, d // h)
-        kh = k.reshape(b, c, n, h, d // h)
-        scores = jnp.einsum("bcihd,bcjhd->bchij", qh, kh) / math.sqrt(self.out_dim)
-        a = jnp.tanh(scores).mean(axis=2)  # [B, C, N, N]
+        q, k, v = self.qkv(x, jnp.moveaxis(adjc, -1, 1))
+        a = self.scores(q, k)  # [C, B, N, N]
         a = (a + jnp.swapaxes(a, -1, -2)) / 2
-        return v, jnp.moveaxis(a, 1, -1)
+        return jnp.moveaxis(v, 0, 1), jnp.transpose(a, (1, 2, 3, 0))
+
+    def qkv(self, x: Array, adj_cf: Array) -> tuple[Array, Array, Array]:
+        """Q, K, V of every channel, channel-major.
+
+        The GCN propagation runs before the per-channel projection (``(Â x) W = Â (x W)``,
+        reassociated: ``x`` is narrower than Q|K|V) and is shared by Q, K and V, whose
+        weights are concatenated into one batched matmul.
+
+        Args: x [B, N, F]; adj_cf [B, C, N, N] (channel-first).
+        Returns: q [C, B, N, D], k [C, B, N, D], v [C, B, N, out_dim].
+        """
+        px = jnp.einsum("bcij,bjf->cbif", _gcn_norm(adj_cf), x)  # [C, B, N, F]
+        if self.conv == "GCN":
+            lins = (self.gnn_q, self.gnn_k, self.gnn_v)
+            w = jnp.concatenate([lin.weight[...] for lin in lins], -1)  # [C, F, 2D + O]
+            bias = jnp.concatenate([lin.bias[...] for lin in lins], -1)
+            h = jnp.einsum("cbnf,cfo->cbno", px, w) + bias[:, None, None, :]
+            d = self.gnn_q.weight.shape[-1]
+            return h[..., :d], h[..., d : 2 * d], h[..., 2 * d :]
+        v = jnp.einsum("cbnf,cfo->cbno", px, self.gnn_v.weight[...])
+        v = v + self.gnn_v.bias[...][:, None, None, :]
+        # both first layers of the Q and K MLPs in one matmul of the shared input
+        w1 = jnp.concatenate([self.gnn_q[0].weight[...], self.gnn_k[0].weight[...]], -1)
+        b1 = jnp.concatenate([self.gnn_q[0].bias[...], self.gnn_k[0].bias[...]], -1)
+        h = jnp.tanh(jnp.einsum("bnf,cfo->cbno", x, w1) + b1[:, None, None, :])
+        e = self.gnn_q[0].weight.shape[-1]
+        q, k = (
+            jnp.einsum("cbnf,cfo->cbno", hh, lin.weight[...]) + lin.bias[...][:, None, None, :]
+            for hh, lin in ((h[..., :e], self.gnn_q[1]), (h[..., e:], self.gnn_k[1]))
+        )
+        return q, k, v
+
+    def scores(self, q: Array, k: Array) -> Array:
+        """``mean_h tanh(Q_h K_h^T / sqrt(out_dim))`` before symmetrisation.
+
+        Args: q, k [C, B, N, D]. Returns: [C, B, N, N].
+        """
+        return self.score_sum(q, k) / self.num_heads
+
+    def score_sum(self, q: Array, k: Array) -> Array:
+        """``sum_h tanh(Q_h K_h^T / sqrt(out_dim))``. Args: q, k [C, B, N, D]. Returns:
+        [C, B, N, N]."""
+        c, b, n, d = q.shape
+        h = self.num_heads
+        # scaling Q rather than the scores keeps the (large) score tensor free of a
+        # broadcast constant, which XLA's CPU dot fusion would materialise
+        qh = (q * (1.0 / math.sqrt(self.out_dim))).reshape(c, b, n, h, d // h)
+        kh = k.reshape(c, b, n, h, d // h)
+        return jnp.tanh(jnp.einsum("cbihd,cbjhd->cbhij", qh, kh)).sum(axis=2)
 
 
 class AttentionLayer(nnx.Module):
@@ -324,16 +439,9 @@ class AttentionLayer(nnx.Module):
             rngs=rngs,
         )
         hidden = 2 * max(input_dim, output_dim)
-        self.mlp = MLP(
-            num_linears, 2 * input_dim, hidden, output_dim, activation=jax.nn.elu, rngs=rngs
-        )
+        self.mlp = MLP(num_linears, 2 * input_dim, hidden, output_dim, activation=_elu, rngs=rngs)
         self.multi_channel = MLP(
-            2,
-            input_dim * conv_output_dim,
-            hidden,
-            conv_output_dim,
-            activation=jax.nn.elu,
-            rngs=rngs,
+            2, input_dim * conv_output_dim, hidden, conv_output_dim, activation=_elu, rngs=rngs
         )
 
     def __call__(self, x: Array, adjc: Array, node_mask: Array) -> tuple[Array, Array]:
@@ -341,14 +449,59 @@ class AttentionLayer(nnx.Module):
 
         Returns: x_out [B, N, F_out], adj_out [B, N, N, C_out] (symmetric, masked).
         """
-        v, att = self.attn(x, adjc)  # [B, C, N, F_out], [B, N, N, C]
-        b, c, n, f = v.shape
-        # channel-major concatenation [V_0 | V_1 | ...], as GDSS's torch.cat(x_list, -1)
-        v = jnp.moveaxis(v, 1, 2).reshape(b, n, c * f)
-        x_out = jnp.tanh(_mask_x(self.multi_channel(v), node_mask))
+        q, k, v = self.attn.qkv(x, jnp.moveaxis(adjc, -1, 1))
+        a = self.attn.scores(q, k)  # [C, B, N, N]
+        att = jnp.transpose((a + jnp.swapaxes(a, -1, -2)) / 2, (1, 2, 3, 0))  # [B, N, N, C]
         m = self.mlp(jnp.concatenate([att, adjc], -1))  # [B, N, N, C_out]
         m = m + jnp.swapaxes(m, 1, 2)
-        return x_out, _mask_adj(m, node_mask)
+        return self.node_update(v, node_mask), _mask_adj(m, node_mask)
+
+    def node_update(self, v: Array, node_mask: Array) -> Array:
+        """New node features from the channels' V. Args: v [C, B, N, F_out]. Returns:
+        [B, N, F_out]."""
+        c, _, _, f = v.shape
+        # the MLP input is the channel-major concatenation [V_0 | V_1 | ...] (GDSS's
+        # torch.cat(x_list, -1)); its first layer contracts (channel, feature) directly
+        first = self.multi_channel.linears[0]
+        w1 = first.kernel[...].reshape(c, f, -1)
+        h = jnp.einsum("cbnf,cfo->bno", v, w1) + first.bias[...]
+        return jnp.tanh(_mask_x(self.multi_channel.rest(h), node_mask))
+
+    def pairs(
+        self,
+        x: Array,
+        adj_cf: Array,
+        up: Array,
+        low: Array | None,
+        pair_mask: Array,
+        node_mask: Array,
+        pairs: _Pairs,
+    ) -> tuple[Array, Array]:
+        """The layer on the off-diagonal pairs (used inside :class:`ScoreNetworkA`).
+
+        ``adj_out[i, j] = M(i, j) + M(j, i)`` where ``M(i, j) = mlp([att_ij, adj_ij])`` and
+        ``att`` is symmetric; when the input channels are symmetric (``low`` is None),
+        ``M(j, i) = M(i, j)`` and the MLP runs once per pair.
+
+        Args:
+          x: [B, N, F_in]; adj_cf: [B, C_in, N, N] input channels (diagonal unused).
+          up, low: [B, P, C_in] the input channels at (i, j) and (j, i), ``i < j``;
+            ``low`` None when the channels are symmetric.
+          pair_mask: [B, P]; node_mask: [B, N]; pairs: the index maps.
+
+        Returns: x_out [B, N, F_out], adj_out [B, P, C_out] (masked pairs ``i < j``).
+        """
+        q, k, v = self.attn.qkv(x, adj_cf)
+        a = self.attn.score_sum(q, k)  # [C, B, N, N]
+        # (mean_h + its transpose) / 2, the 1/H folded into one scale of the pairs
+        scale = 0.5 / self.attn.num_heads
+        att = (pairs.take(a, pairs.upper) + pairs.take(a, pairs.lower)) * scale  # [C, B, P]
+        att = jnp.transpose(att, (1, 2, 0))  # [B, P, C]
+        if low is None:
+            m = 2 * self.mlp(jnp.concatenate([att, up], -1))
+        else:  # one MLP call on both orientations
+            m = self.mlp(jnp.stack([jnp.concatenate([att, e], -1) for e in (up, low)])).sum(0)
+        return self.node_update(v, node_mask), m * pair_mask[..., None]
 
 
 class ScoreNetworkX(nnx.Module):
@@ -366,13 +519,14 @@ class ScoreNetworkX(nnx.Module):
             [DenseGCNConv(max_feat_num if i == 0 else nhid, nhid, rngs=rngs) for i in range(depth)]
         )
         fdim = max_feat_num + depth * nhid
-        self.final = MLP(3, fdim, 2 * fdim, max_feat_num, activation=jax.nn.elu, rngs=rngs)
+        self.final = MLP(3, fdim, 2 * fdim, max_feat_num, activation=_elu, rngs=rngs)
 
     def __call__(self, x: Array, adj: Array, node_mask: Array) -> Array:
         """Args: x [B, N, F], adj [B, N, N], node_mask [B, N]. Returns: [B, N, F], 0 on padding."""
+        norm = _gcn_norm(adj)  # the same for every layer
         hs = [x]
         for layer in self.layers:
-            x = jnp.tanh(layer(x, adj))
+            x = jnp.tanh(layer.propagate(x, norm))
             hs.append(x)
         out = self.final(jnp.concatenate(hs, -1))  # [B, N, F]
         return _mask_x(out, node_mask)
@@ -385,6 +539,12 @@ class ScoreNetworkA(nnx.Module):
     middle layers ``c_hid -> c_hid`` and the last ``c_hid -> c_final`` with attention
     width ``adim``; node features have width ``nhid`` after the first layer. The GDSS
     constructor's ``max_node_num`` is not needed (the diagonal mask follows the input).
+
+    The channels every layer outputs are symmetric and their diagonals never reach the
+    score (the GCNs set the diagonal to 1 and the score's diagonal is zeroed), so they
+    are kept as the N(N-1)/2 pairs ``i < j`` and every per-entry MLP runs once per pair;
+    only the input powers ``A^k`` may differ at (i, j) and (j, i) and are taken at both.
+    The result is the GDSS function (up to float32 rounding) for any input.
 
     Args:
       max_feat_num: input node feature width F.
@@ -429,22 +589,50 @@ class ScoreNetworkA(nnx.Module):
             )
         self.layers = nnx.List(layers)
         fdim = c_init + c_hid * (num_layers - 1) + c_final
-        self.final = MLP(3, fdim, 2 * fdim, 1, activation=jax.nn.elu, rngs=rngs)
+        self.final = MLP(3, fdim, 2 * fdim, 1, activation=_elu, rngs=rngs)
 
     def __call__(self, x: Array, adj: Array, node_mask: Array) -> Array:
         """Args: x [B, N, F], adj [B, N, N], node_mask [B, N].
 
-        Returns: [B, N, N] symmetric, zero diagonal, zero on padded rows/columns.
+        Returns: [B, N, N], zero diagonal, zero on padded rows/columns; symmetric when
+        ``adj`` is. (Under ``jax.vmap`` the symmetric/general ``lax.cond`` becomes a select
+        that evaluates both branches: correct, but without the saving.)
         """
-        adjc = pow_tensor(adj, self.c_init)  # [B, N, N, c_init]
-        chans = [adjc]
-        for layer in self.layers:
-            x, adjc = layer(x, adjc, node_mask)
-            chans.append(adjc)
-        score = self.final(jnp.concatenate(chans, -1))[..., 0]  # [B, N, N]
-        n = adj.shape[-1]
-        score = score * (1.0 - jnp.eye(n, dtype=score.dtype))
-        return _mask_adj(score, node_mask)
+        pairs = _Pairs(adj.shape[-1])
+        pm = pairs.mask(node_mask).astype(adj.dtype)  # [B, P]
+        adj_cf = jnp.stack(_powers(adj, self.c_init), 1)  # [B, c_init, N, N]
+        up = jnp.swapaxes(pairs.take(adj_cf, pairs.upper), 1, 2)  # [B, P, c_init]
+        low = jnp.swapaxes(pairs.take(adj_cf, pairs.lower), 1, 2)
+        x, s = self.layers[0].pairs(x, adj_cf, up, low, pm, node_mask, pairs)
+        chans = [s]  # [B, P, C] each
+        for layer in self.layers[1:]:
+            dense = pairs.dense(jnp.swapaxes(s, 1, 2), 1.0)  # [B, C, N, N]
+            x, s = layer.pairs(x, dense, s, None, pm, node_mask, pairs)
+            chans.append(s)
+        s_all = jnp.concatenate(chans, -1)  # [B, P, fdim - c_init]
+
+        def symmetric(s_all, up, low):
+            out = self.final(jnp.concatenate([up, s_all], -1))[..., 0]
+            return out, out
+
+        # rematerialised, so that its residuals are its inputs: lax.cond fills the residual
+        # slots of the branch not taken with zeros, and these are the small ones
+        @jax.checkpoint
+        def general(s_all, up, low):
+            out = self.final(jnp.stack([jnp.concatenate([e, s_all], -1) for e in (up, low)]))
+            return out[0, ..., 0], out[1, ..., 0]
+
+        # A symmetric adjacency (every GDSS input) gives A^k(i, j) = A^k(j, i): both
+        # orientations of a pair have the same features and the final MLP runs once.
+        is_sym = jnp.all(adj == jnp.swapaxes(adj, -1, -2))
+        out_up, out_low = jax.lax.cond(is_sym, symmetric, general, s_all, up, low)
+        zero = jnp.zeros((pm.shape[0], 1), pm.dtype)
+        flat = jnp.concatenate([out_up * pm, out_low * pm, zero], -1)
+        idx = np.full((pairs.n, pairs.n), 2 * pairs.p)  # diagonal -> 0
+        idx[pairs.iu, pairs.ju] = np.arange(pairs.p)
+        idx[pairs.ju, pairs.iu] = pairs.p + np.arange(pairs.p)
+        score = jnp.take(flat, idx.reshape(-1), axis=-1, mode="clip")
+        return score.reshape(adj.shape)
 
 
 @dataclass(frozen=True)

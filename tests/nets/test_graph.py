@@ -1,5 +1,7 @@
 """GDSS score networks: sizes equal the reference checkpoints, equivariance, masking, symmetry."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,3 +177,92 @@ def test_attention_mlp_conv_and_bad_conv():
     np.testing.assert_allclose(np.asarray(a), np.asarray(a).transpose(0, 2, 1, 3), atol=1e-6)
     with pytest.raises(ValueError, match="conv"):
         Attention(1, 3, 4, 5, conv="GIN", rngs=nnx.Rngs(0))
+
+
+def _reference_adj_net(net, x, adj, mask):
+    """ScoreNetworkA written densely, channel by channel, as GDSS's PyTorch code computes it
+    (N^2 entries everywhere, Python loops over channels, jax.nn.elu, no pair tricks)."""
+    m = mask[:, :, None] * mask[:, None, :]
+    n = adj.shape[-1]
+
+    def gcn_norm(a):
+        a = jnp.where(jnp.eye(n, dtype=bool), 1.0, a)
+        d = jnp.maximum(a.sum(-1), 1.0) ** -0.5
+        return d[..., :, None] * a * d[..., None, :]
+
+    def mlp(mod, h):
+        for i, lin in enumerate(mod.linears):
+            h = h @ lin.kernel[...] + lin.bias[...]
+            if i < len(mod.linears) - 1:
+                h = jax.nn.elu(h)
+        return h
+
+    chans = [adj]
+    for _ in range(net.c_init - 1):
+        chans.append(chans[-1] @ adj)
+    adjc = jnp.stack(chans, -1)  # [B, N, N, C]
+    outs = [adjc]
+    for layer in net.layers:
+        att_mod, heads = layer.attn, layer.attn.num_heads
+        vs, atts = [], []
+        for c in range(adjc.shape[-1]):
+            norm = gcn_norm(adjc[..., c])
+
+            def gcn(lin, c=c, norm=norm, x=x):
+                return norm @ (x @ lin.weight[...][c]) + lin.bias[...][c]
+
+            q, k, v = gcn(att_mod.gnn_q), gcn(att_mod.gnn_k), gcn(att_mod.gnn_v)
+            dh = q.shape[-1] // heads
+            a = jnp.mean(
+                jnp.stack(
+                    [
+                        jnp.tanh(
+                            q[..., h * dh : (h + 1) * dh]
+                            @ jnp.swapaxes(k[..., h * dh : (h + 1) * dh], -1, -2)
+                            / np.sqrt(att_mod.out_dim)
+                        )
+                        for h in range(heads)
+                    ]
+                ),
+                0,
+            )
+            atts.append((a + jnp.swapaxes(a, -1, -2)) / 2)
+            vs.append(v)
+        x = jnp.tanh(mlp(layer.multi_channel, jnp.concatenate(vs, -1)) * mask[..., None])
+        mm = mlp(layer.mlp, jnp.concatenate([jnp.stack(atts, -1), adjc], -1))
+        adjc = (mm + jnp.swapaxes(mm, 1, 2)) * m[..., None]
+        outs.append(adjc)
+    score = mlp(net.final, jnp.concatenate(outs, -1))[..., 0]
+    return score * (1 - jnp.eye(n)) * m
+
+
+@pytest.fixture(scope="module")
+def adj_value_and_vjp():
+    """Output and parameter VJP of ScoreNetworkA (SMALL) or of the dense reference; one
+    compilation each, shared by the symmetric and non-symmetric cases."""
+    graphdef, state = nnx.split(_build(lambda: SMALL.make_adj(nnx.Rngs(0)), 9))
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(reference, x, adj, mask, w):
+        fn = _reference_adj_net if reference else (lambda n, *a: n(*a))
+        out, vjp = jax.vjp(lambda st: fn(nnx.merge(graphdef, st), x, adj, mask), state)
+        return out, vjp(w)[0]
+
+    return run
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_adj_net_equals_dense_reference(adj_value_and_vjp, symmetric):
+    """The pair-wise ScoreNetworkA (symmetric channels kept once per pair, the final MLP
+    once per pair when A = A^T) is GDSS's dense computation, values and parameter
+    gradients, for symmetric and non-symmetric adjacency."""
+    x, adj, mask = _inputs(2, 9, 5, [9, 6], seed=10)
+    if not symmetric:  # a different weight on each side of the diagonal
+        adj = adj + 0.3 * jnp.tril(adj, -1)
+    w = jnp.asarray(np.random.default_rng(11).normal(size=adj.shape), jnp.float32)
+    out, g_got = adj_value_and_vjp(False, x, adj, mask, w)
+    ref, g_ref = adj_value_and_vjp(True, x, adj, mask, w)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=2e-6)
+    assert (np.abs(np.asarray(out - jnp.swapaxes(out, 1, 2))).max() > 1e-4) == (not symmetric)
+    for a, b in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5 * (1 + np.abs(b).max()))
