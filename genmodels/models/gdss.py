@@ -289,15 +289,20 @@ class GDSS:
         """Sample ``num`` graphs (decoded as GDSS: threshold 0.5, no isolated nodes)."""
         if options:
             raise ValueError(f"GDSS sample got unknown options {sorted(options)}")
-        batch = batch_size or self.config.sample_batch
         graphs: list[nx.Graph] = []
+        for out, ctx in self._batches(model, key, num, sampler, steps, batch_size, progress):
+            graphs.extend(self.domain.decode(out, ctx))
+        return graphs[:num]
+
+    def _batches(self, model, key, num, sampler, steps, batch_size, progress):
+        """Host-side ``(state, ctx)`` of ``ceil(num / batch)`` jitted sampling rounds."""
+        batch = batch_size or self.config.sample_batch
         rounds = math.ceil(num / batch)
         for r in tqdm(range(rounds), desc="sample", disable=not progress or rounds == 1):
             out, ctx, _ = self.sample_states(
                 model, jax.random.fold_in(key, r), batch, sampler=sampler, steps=steps
             )
-            graphs.extend(self.domain.decode(jax.device_get(out), jax.device_get(ctx)))
-        return graphs[:num]
+            yield jax.device_get(out), jax.device_get(ctx)
 
     def write_samples(self, samples: list[nx.Graph], path: Path) -> None:
         write_graph6(samples, path)
@@ -431,14 +436,9 @@ class GDSSMolecules(GDSS):
         """
         if options:
             raise ValueError(f"GDSS sample got unknown options {sorted(options)}")
-        batch = batch_size or self.config.sample_batch
         out: list[str] = []
-        rounds = math.ceil(num / batch)
-        for r in tqdm(range(rounds), desc="sample", disable=not progress or rounds == 1):
-            st, ctx, _ = self.sample_states(
-                model, jax.random.fold_in(key, r), batch, sampler=sampler, steps=steps
-            )
-            smiles, raw = self.domain.decode_smiles(jax.device_get(st), jax.device_get(ctx))
+        for st, ctx in self._batches(model, key, num, sampler, steps, batch_size, progress):
+            smiles, raw = self.domain.decode_smiles(st, ctx)
             out.extend(smiles if correction else raw)
         return out[:num]
 

@@ -28,8 +28,16 @@ def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = No
     return train(model, method.loss_fn, method.loader(), tcfg, config.optim, workdir, config=config)
 
 
-def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool = True):
-    """Build the recipe's method and load a checkpoint's (EMA) parameters into its model."""
+def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool | None = None):
+    """Build the recipe's method and load a checkpoint's parameters into its model.
+
+    Args:
+      ema: load the EMA parameters; ``None`` follows the recipe's ``sample_use_ema``
+        (GDSS samples generic graphs and molecules with the raw parameters, as its
+        reference configs say) and defaults to the EMA.
+    """
+    if ema is None:
+        ema = bool(getattr(config, "sample_use_ema", True))
     method = config.build()
     # the parameters come from the checkpoint: build the module abstractly (no random
     # initialization, which costs a compile per parameter shape)

@@ -31,6 +31,21 @@ def test_recipe_trains_and_samples_valid_graphs(name, tmp_path):
     cfg = tiny(cfg)
     res = train_recipe(cfg, tmp_path / "run", progress=False)
     assert res.step == 2
+    # sampling loads the parameters the reference samples with (use_ema per config)
+    from flax import nnx
+
+    from genmodels.models.run import load_recipe_model
+
+    _, loaded, _ = load_recipe_model(cfg, tmp_path / "run")
+    want = res.ema_model if cfg.sample_use_ema else res.model
+    other = res.model if cfg.sample_use_ema else res.ema_model
+    got_leaves = jax.tree.leaves(nnx.state(loaded, nnx.Param))
+    for a, b in zip(got_leaves, jax.tree.leaves(nnx.state(want, nnx.Param))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert any(
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(got_leaves, jax.tree.leaves(nnx.state(other, nnx.Param)))
+    )
     out = sample_recipe(cfg, tmp_path / "run", num=5, out=tmp_path / "g")
     assert out.suffix == ".g6"
     method = cfg.build()
