@@ -432,11 +432,11 @@ class CrystalDomain:
                 f"training atom counts span {counts.min()}..{counts.max()}, outside "
                 f"1..max_atoms={self.max_atoms}"
             )
-        counts_j = jnp.asarray(counts)
 
         def sample(key: Array, batch_size: int) -> dict:
-            idx = jax.random.randint(key, (batch_size,), 0, counts_j.shape[0])
-            return self.context(counts_j[idx])
+            # host counts in the closure: a jnp array made during one trace would leak
+            idx = jax.random.randint(key, (batch_size,), 0, counts.shape[0])
+            return self.context(jnp.asarray(counts)[idx])
 
         return sample
 

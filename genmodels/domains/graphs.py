@@ -280,12 +280,13 @@ class GraphDomain:
                 f"training node counts span {counts.min()}..{counts.max()}, outside "
                 f"1..max_nodes={self.max_nodes}"
             )
-        counts_j = jnp.asarray(counts)
         max_nodes = self.max_nodes
 
         def sample(key: Array, batch_size: int) -> dict[str, Array]:
-            idx = jax.random.randint(key, (batch_size,), 0, counts_j.shape[0])
-            node_mask = node_masks_from_counts(counts_j[idx], max_nodes)  # [B, N]
+            # the counts stay a host array in this closure: a jnp array made while the
+            # first caller is being traced would be that trace's value, leaked into the next
+            idx = jax.random.randint(key, (batch_size,), 0, counts.shape[0])
+            node_mask = node_masks_from_counts(jnp.asarray(counts)[idx], max_nodes)  # [B, N]
             return {"node_mask": node_mask, "masks": graph_masks(node_mask)}
 
         return sample

@@ -556,12 +556,12 @@ class MoleculeDomain:
             raise ValueError("node_count_sampler needs at least one count")
         if c.min() < 1 or c.max() > self.max_atoms:
             raise ValueError(f"counts span {c.min()}..{c.max()}, outside 1..{self.max_atoms}")
-        cj = jnp.asarray(c)
         n = self.max_atoms
 
         def sample(key: Array, batch_size: int) -> dict[str, Array]:
-            idx = jax.random.randint(key, (batch_size,), 0, cj.shape[0])
-            node_mask = node_masks_from_counts(cj[idx], n)  # [B, N]
+            # host counts in the closure: a jnp array made during one trace would leak
+            idx = jax.random.randint(key, (batch_size,), 0, c.shape[0])
+            node_mask = node_masks_from_counts(jnp.asarray(c)[idx], n)  # [B, N]
             return {"node_mask": node_mask, "masks": graph_masks(node_mask)}
 
         return sample

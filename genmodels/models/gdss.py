@@ -47,6 +47,7 @@ from genmodels.samplers.pc import (
 )
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
+from genmodels.train.sharding import batch_sharded, data_mesh
 
 
 @dataclass(frozen=True)
@@ -253,11 +254,18 @@ class GDSS:
         shapes = {"x": (batch, n, f), "adj": (batch, n, n)}
         corrector = LangevinCorrector(snr=c.snr, scale_eps=c.scale_eps, n_steps=c.corrector_steps)
 
+        ndev = jax.device_count()
+        # several devices (GPUs, or CPU threads with --xla_force_host_platform_device_count):
+        # the batch is split over them; sharding does not change the result
+        mesh = data_mesh() if ndev > 1 and batch % ndev == 0 else None
+
         @jax.jit
         def run(params, key):
             net = nnx.merge(graphdef, params, rest)
             kc, ks = jax.random.split(key)
             ctx = self._count_sampler(kc, batch)
+            if mesh is not None:
+                ctx = jax.lax.with_sharding_constraint(ctx, batch_sharded(mesh))
             common = dict(
                 shapes=shapes, steps=steps, eps=c.sample_eps, constrain=self.domain.constrain
             )
