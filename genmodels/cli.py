@@ -1,10 +1,11 @@
-"""The ``genmodels`` command: ``recipes | train | sample | evaluate``.
+"""The ``genmodels`` command: ``recipes | train | sample | evaluate | export``.
 
     genmodels recipes
     genmodels train RECIPE [--workdir DIR] [config overrides, e.g. --train.steps 500]
     genmodels sample RECIPE --checkpoint DIR|pretrained --num N --out FILE
                      [--sampler NAME] [--steps K] [--seed S]
     genmodels evaluate RECIPE --samples FILE [--split test]
+    genmodels export RECIPE --checkpoint DIR [--out DIR] [--overwrite]
 
 Overrides of the recipe's config go through tyro: ``genmodels train RECIPE --help`` lists
 every field (``--train.steps``); ``sample``/``evaluate`` take them as ``--config.FIELD``. The outer arguments are parsed by tyro too, from small dataclasses.
@@ -22,7 +23,7 @@ import tyro
 
 from genmodels.recipes import RecipeError, list_recipes, load_recipe
 
-COMMANDS = ("recipes", "train", "sample", "evaluate")
+COMMANDS = ("recipes", "train", "sample", "evaluate", "export")
 USAGE = __doc__
 
 
@@ -175,6 +176,35 @@ def cmd_evaluate(args: list[str]) -> int:
     return 0
 
 
+def cmd_export(args: list[str]) -> int:
+    got = _need_recipe("export", args)
+    if got is None:
+        return 0 if any(a in ("-h", "--help") for a in args) else 2
+    name, rest = got
+    cfg, info = load_recipe(name)
+    cls = _command_type(
+        "Export",
+        cfg,
+        [("checkpoint", str, ""), ("out", str | None, None), ("overwrite", bool, False)],
+        f"Export a training run of recipe {name!r} as a pretrained model: only the "
+        f"parameters it samples with (default --out {info.pretrained_dir}).",
+        flatten=False,
+    )
+    p = _parse(f"genmodels export {name}", cls, rest)
+    if not p.checkpoint:
+        raise SystemExit("export needs --checkpoint DIR (a training run folder)")
+    from genmodels.models.run import export_recipe
+    from genmodels.train.export import folder_size
+
+    dest = Path(p.out) if p.out else info.pretrained_dir
+    try:
+        folder = export_recipe(p.config, p.checkpoint, dest, overwrite=p.overwrite)
+    except (FileExistsError, FileNotFoundError) as e:
+        raise SystemExit(f"genmodels export: {e}") from e
+    print(f"exported to {folder} ({folder_size(folder) / 1e6:.2f} MB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -186,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "sample": cmd_sample,
         "evaluate": cmd_evaluate,
+        "export": cmd_export,
     }
     if cmd not in handlers:
         print(

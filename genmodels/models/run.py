@@ -90,6 +90,30 @@ def sample_recipe(
     return out
 
 
+def export_recipe(
+    config: Any, checkpoint: str | Path, dest: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Export a training run as a pretrained model: only the parameters it samples with.
+
+    The recipe's ``sample_use_ema`` picks the EMA or the raw parameters (as
+    :func:`load_recipe_model` would); the optimizer state and the other set are dropped.
+
+    Args:
+      config: the recipe config.
+      checkpoint: the training run folder (or its ``checkpoints`` folder).
+      dest: the export folder, e.g. ``recipes/pretrained/<recipe>``.
+      overwrite: replace an existing export.
+
+    Returns:
+      The ``checkpoints`` folder written.
+    """
+    from genmodels.train.export import export_model
+
+    ema = bool(getattr(config, "sample_use_ema", True))
+    _, model, meta = load_recipe_model(config, checkpoint, ema=ema)
+    return export_model(model, dest, meta=meta, params="ema" if ema else "raw", overwrite=overwrite)
+
+
 def sidecar_path(samples: str | Path) -> Path:
     """``samples.meta.json`` next to a sample file."""
     p = Path(samples)

@@ -4,6 +4,7 @@ from genmodels.train.checkpoint import Checkpointer
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader, FunctionLoader, Loader
 from genmodels.train.ema import ema_update
+from genmodels.train.export import export_model
 from genmodels.train.logging import MetricsLogger, read_metrics
 from genmodels.train.loop import NonFiniteLossError, TrainResult, load_model, train
 from genmodels.train.optim import make_optimizer, make_schedule
@@ -22,6 +23,7 @@ __all__ = [
     "batch_sharded",
     "data_mesh",
     "ema_update",
+    "export_model",
     "load_model",
     "make_optimizer",
     "make_schedule",

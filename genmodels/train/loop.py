@@ -29,6 +29,7 @@ from genmodels.train.checkpoint import Checkpointer
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import Loader
 from genmodels.train.ema import ema_update
+from genmodels.train.export import EXPORT_KEY
 from genmodels.train.logging import MetricsLogger
 from genmodels.train.optim import make_optimizer
 from genmodels.train.sharding import data_mesh, replicated, shard_batch
@@ -219,6 +220,7 @@ def train(
         mininterval=0.2 if sys.stderr.isatty() else 15.0,
     )
     t_last, s_last = time.perf_counter(), start
+    t_start = t_last
     metrics = {}
     try:
         for step in range(start, train_cfg.steps):
@@ -231,6 +233,7 @@ def train(
                 now = time.perf_counter()
                 host["steps_per_sec"] = (done - s_last) / max(now - t_last, 1e-9)
                 host["lr"] = float(sched(step))
+                host["elapsed_s"] = now - t_start
                 t_last, s_last = now, done
                 bar.set_postfix(loss=f"{host['loss']:.4g}")
                 check_finite(done, ckpt.latest_step() if ckpt else None)
@@ -263,7 +266,9 @@ def load_model(
     Args:
       model: a freshly built module of the recipe's architecture (its values are replaced).
       workdir: the run folder given to :func:`train` (or its ``checkpoints`` folder).
-      ema: load the EMA parameters (the default, used for sampling) or the raw ones.
+      ema: load the EMA parameters (the default, used for sampling) or the raw ones. An
+        exported model (:func:`~genmodels.train.export.export_model`) has only one set,
+        which is loaded whatever ``ema`` says.
       step: a specific checkpoint step (default: the latest).
 
     Returns:
@@ -278,6 +283,13 @@ def load_model(
     graphdef, template = init_state(model, tx)
     ckpt = Checkpointer(d)
     try:
+        meta = ckpt.read_meta(step)
+        if EXPORT_KEY in meta:
+            # an exported model holds one parameter set: the one its recipe samples with
+            state, meta = ckpt.restore(
+                {"params": template["params"], "rest": template["rest"]}, step
+            )
+            return nnx.merge(graphdef, state["params"], state["rest"]), meta
         # the optimizer state is restored too (cheap) because the template must match
         state, meta = _restore_any_optimizer(ckpt, template, step)
     finally:

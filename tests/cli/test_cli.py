@@ -22,7 +22,7 @@ def test_console_script_lists_toy():
     assert any(line.split()[0] == "toy" for line in out.splitlines())
 
 
-@pytest.mark.parametrize("cmd", ["train", "sample", "evaluate"])
+@pytest.mark.parametrize("cmd", ["train", "sample", "evaluate", "export"])
 def test_unknown_recipe_lists_valid_choices(cmd, capsys):
     assert main([cmd, "no_such_recipe"]) == 2
     err = capsys.readouterr().err
@@ -31,7 +31,7 @@ def test_unknown_recipe_lists_valid_choices(cmd, capsys):
 
 def test_unknown_command(capsys):
     assert main(["fly"]) == 2
-    assert "recipes, train, sample, evaluate" in capsys.readouterr().err
+    assert "recipes, train, sample, evaluate, export" in capsys.readouterr().err
 
 
 def test_bad_override_is_a_clear_error(capsys):
@@ -74,6 +74,19 @@ def test_toy_trains_samples_and_matches_the_data(tmp_path, capsys):
     wrong = np.random.default_rng(0).normal(size=(1000, 2))
     assert energy_distance(wrong, method.reference(2000)) > 20 * metrics["energy_distance_null"]
     assert metrics["mode_tv"] < 0.1 and metrics["far_fraction"] < 0.1, metrics  # data: 3e-4; N(0, I): ~0.9
+
+    # export keeps only the parameters sampling uses: same samples, smaller folder
+    from genmodels.train.export import folder_size
+
+    exp = tmp_path / "exported"
+    assert main(["export", "toy", "--checkpoint", str(wd), "--out", str(exp)]) == 0
+    out2 = tmp_path / "s2.npz"
+    assert main(["sample", "toy", "--checkpoint", str(exp), "--num", "1000", "--out", str(out2)]) == 0
+    with np.load(out2) as f:
+        np.testing.assert_array_equal(f["samples"], x)
+    assert folder_size(exp) < folder_size(wd / "checkpoints") / 2
+    with pytest.raises(SystemExit, match="exists"):
+        main(["export", "toy", "--checkpoint", str(wd), "--out", str(exp)])
 
 
 def test_evaluate_rejects_bad_sample_file(tmp_path, capsys):
