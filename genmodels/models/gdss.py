@@ -444,11 +444,35 @@ class GDSSMolecules(GDSS):
         """
         if options:
             raise ValueError(f"GDSS sample got unknown options {sorted(options)}")
+        smiles, raw = self.sample_pairs(
+            model, key, num, sampler=sampler, steps=steps, batch_size=batch_size, progress=progress
+        )
+        return smiles if correction else raw
+
+    def sample_pairs(
+        self,
+        model: GDSSScore,
+        key: Array,
+        num: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> tuple[list[str], list[str]]:
+        """The same ``num`` samples decoded with and without valency correction.
+
+        Returns:
+          ``(corrected, raw)`` canonical SMILES lists (``""`` where decoding failed), so
+          validity with and without correction come from one sampling run.
+        """
         out: list[str] = []
+        raws: list[str] = []
         for st, ctx in self._batches(model, key, num, sampler, steps, batch_size, progress):
             smiles, raw = self.domain.decode_smiles(st, ctx)
-            out.extend(smiles if correction else raw)
-        return out[:num]
+            out.extend(smiles)
+            raws.extend(raw)
+        return out[:num], raws[:num]
 
     def write_samples(self, samples: list[str], path: Path) -> None:
         from genmodels.domains.molecules import write_smiles
@@ -461,7 +485,11 @@ class GDSSMolecules(GDSS):
         return read_smiles(path)
 
     def evaluate(
-        self, samples: list[str], split: str = "test", meta: dict | None = None
+        self,
+        samples: list[str],
+        split: str = "test",
+        meta: dict | None = None,
+        raw: list[str] | None = None,
     ) -> dict[str, float]:
         """GDSS's molecule metrics of a SMILES list (any file a user brings).
 
@@ -471,6 +499,8 @@ class GDSSMolecules(GDSS):
           meta: the sample file's sidecar (``genmodels sample`` writes it); when it says
             ``correction: false`` the file holds raw molecules and its validity is also
             reported as ``validity_wo_correction``.
+          raw: the same samples decoded without correction (:meth:`sample_pairs`), for
+            ``validity_wo_correction`` alongside the corrected ``samples``.
         """
         from genmodels.metrics.molecules import molecule_metrics
 
@@ -482,7 +512,9 @@ class GDSSMolecules(GDSS):
             samples,
             train,
             ref,
-            raw_smiles=samples if (meta or {}).get("correction") is False else None,
+            raw_smiles=raw
+            if raw is not None
+            else (samples if (meta or {}).get("correction") is False else None),
             train_canonical=True,
             compute_fcd=self.config.eval_fcd,
             compute_nspdk=self.config.eval_nspdk,

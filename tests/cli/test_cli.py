@@ -54,7 +54,21 @@ def test_help_lists_overrides(cmd, capsys):
 
 def test_toy_trains_samples_and_matches_the_data(tmp_path, capsys):
     wd = tmp_path / "run"
-    assert main(["train", "toy", "--workdir", str(wd), "--train.steps", "2000", "--train.progress", "False"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "toy",
+                "--workdir",
+                str(wd),
+                "--train.steps",
+                "2000",
+                "--train.progress",
+                "False",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "s.npz"
     assert main(["sample", "toy", "--checkpoint", str(wd), "--num", "1000", "--out", str(out)]) == 0
     assert out.with_suffix(".png").exists()
@@ -73,7 +87,9 @@ def test_toy_trains_samples_and_matches_the_data(tmp_path, capsys):
     method = ToyConfig().build()
     wrong = np.random.default_rng(0).normal(size=(1000, 2))
     assert energy_distance(wrong, method.reference(2000)) > 20 * metrics["energy_distance_null"]
-    assert metrics["mode_tv"] < 0.1 and metrics["far_fraction"] < 0.1, metrics  # data: 3e-4; N(0, I): ~0.9
+    assert metrics["mode_tv"] < 0.1 and metrics["far_fraction"] < 0.1, (
+        metrics
+    )  # data: 3e-4; N(0, I): ~0.9
 
     # export keeps only the parameters sampling uses: same samples, smaller folder
     from genmodels.train.export import folder_size
@@ -81,7 +97,9 @@ def test_toy_trains_samples_and_matches_the_data(tmp_path, capsys):
     exp = tmp_path / "exported"
     assert main(["export", "toy", "--checkpoint", str(wd), "--out", str(exp)]) == 0
     out2 = tmp_path / "s2.npz"
-    assert main(["sample", "toy", "--checkpoint", str(exp), "--num", "1000", "--out", str(out2)]) == 0
+    assert (
+        main(["sample", "toy", "--checkpoint", str(exp), "--num", "1000", "--out", str(out2)]) == 0
+    )
     with np.load(out2) as f:
         np.testing.assert_array_equal(f["samples"], x)
     assert folder_size(exp) < folder_size(wd / "checkpoints") / 2

@@ -261,7 +261,7 @@ def test_s4_with_few_steps_stays_finite_and_matches_the_gaussian():
     for steps in (25, 100):
         for denoise in (True, False):
             out, _ = jax.jit(
-                lambda k: s4_sample(
+                lambda k, steps=steps, denoise=denoise: s4_sample(
                     score, {"x": sde}, {}, k, shapes={"x": (4000, 2)}, steps=steps, denoise=denoise
                 )
             )(jax.random.PRNGKey(steps))

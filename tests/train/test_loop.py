@@ -50,7 +50,12 @@ def data(n=200, seed=0):
 
 
 TCFG = TrainConfig(
-    steps=20, batch_size=16, ckpt_every=5, log_every=5, ema_decay=0.9, progress=False,
+    steps=20,
+    batch_size=16,
+    ckpt_every=5,
+    log_every=5,
+    ema_decay=0.9,
+    progress=False,
     async_checkpointing=False,
 )
 OCFG = OptimConfig(lr=1e-2, warmup_steps=3, schedule="cosine", clip_norm=1.0, weight_decay=1e-4)
@@ -139,7 +144,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_ema_and_training_reduce_loss(tmp_path):
     loader = ArrayLoader(data(), batch_size=32, seed=0)
-    cfg = TrainConfig(steps=300, batch_size=32, ema_decay=0.99, log_every=50, ckpt_every=1000, progress=False)
+    cfg = TrainConfig(
+        steps=300, batch_size=32, ema_decay=0.99, log_every=50, ckpt_every=1000, progress=False
+    )
     res = train(Net(nnx.Rngs(0)), loss_fn, loader, cfg, OptimConfig(lr=1e-2), tmp_path)
     log = read_metrics(tmp_path)
     assert log[-1]["loss"] < 0.5 * log[0]["loss"]
@@ -167,7 +174,9 @@ def test_optimizer_matches_hand_computed_adam_step():
 def test_exponential_schedule_is_staircase():
     from genmodels.train import make_schedule
 
-    s = make_schedule(OptimConfig(lr=1.0, schedule="exponential", decay_rate=0.5, decay_every=10), 100)
+    s = make_schedule(
+        OptimConfig(lr=1.0, schedule="exponential", decay_rate=0.5, decay_every=10), 100
+    )
     assert [float(s(i)) for i in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
 
 
@@ -209,6 +218,9 @@ def test_data_parallel_on_8_devices_matches_one_device():
     here = str(Path(__file__).parent)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     r = subprocess.run(
-        [sys.executable, "-c", _DEVICE_SCRIPT.format(here=here)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", _DEVICE_SCRIPT.format(here=here)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]

@@ -1,0 +1,137 @@
+"""Metrics of a recipe's pretrained model over several sampling seeds -> ``metrics.json``.
+
+    python benchmarks/pretrained_metrics.py gdss_community_small --train-run runs/gdss_community_small
+
+For each seed the pretrained model (``recipes/pretrained/<recipe>``) is sampled with the
+key ``PRNGKey(seed)``, as ``genmodels sample --seed S`` does, and scored by the method's
+``evaluate`` (what ``genmodels evaluate`` prints); molecules are decoded with and without
+valency correction from the same samples. The file holds every seed's metrics, their mean and (population) standard deviation, the
+sampling wall time, the training wall time and steps (read from the training run's
+``metrics.jsonl``, or given with ``--train-wall-s``) and the commands that reproduce it.
+
+The number of samples defaults to the method's evaluation protocol: GDSS generic graphs
+sample as many graphs as the test split holds (the reference ``sampler.py`` truncates
+its samples to ``len(test_graph_list)``); GDSS molecules 10,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from genmodels.models.run import load_recipe_model
+from genmodels.recipes import load_recipe
+from genmodels.train.logging import read_metrics
+
+
+def default_num(method) -> int:
+    """The method's evaluation sample count (GDSS graphs: the test split size; GDSS
+    molecules: 10,000, as GDSS Table 2)."""
+    if hasattr(method, "sample_pairs"):
+        return 10_000
+    splits = getattr(method, "splits", None)
+    if splits is not None:
+        return len(splits[1])
+    raise SystemExit("this method has no default sample count; pass --num")
+
+
+def train_record(run: str | None, wall_s: float | None) -> dict:
+    out: dict = {}
+    if run:
+        log = read_metrics(run)
+        if log:
+            last = log[-1]
+            out["steps"] = int(last["step"])
+            out["final_loss"] = float(last["loss"])
+            if "elapsed_s" in last:
+                out["wall_s"] = float(last["elapsed_s"])
+    if wall_s is not None:
+        out["wall_s"] = float(wall_s)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("recipe")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--num", type=int, default=None, help="samples per seed")
+    ap.add_argument("--train-run", default=None, help="training run folder (its metrics.jsonl)")
+    ap.add_argument("--train-wall-s", type=float, default=None, help="training wall time")
+    ap.add_argument("--train-command", default=None, help="how the run was trained")
+    ap.add_argument("--out", default=None, help="default: recipes/pretrained/<recipe>/metrics.json")
+    args = ap.parse_args(argv)
+
+    cfg, info = load_recipe(args.recipe)
+    if not info.has_pretrained:
+        raise SystemExit(f"{info.pretrained_dir} holds no exported model (genmodels export)")
+    method = cfg.build()
+    num = args.num or default_num(method)
+    _, model, _ = load_recipe_model(cfg, info.pretrained_dir)
+    per_seed, sample_s = [], []
+    for seed in args.seeds:
+        key = jax.random.PRNGKey(seed)
+        t0 = time.perf_counter()
+        if hasattr(method, "sample_pairs"):
+            # molecules: validity with and without correction from the same samples
+            samples, raw = method.sample_pairs(model, key, num)
+            sample_s.append(time.perf_counter() - t0)
+            m = method.evaluate(samples, split="test", raw=raw)
+        else:
+            samples = method.sample(model, key, num)
+            sample_s.append(time.perf_counter() - t0)
+            m = method.evaluate(samples, split="test")
+        per_seed.append({"seed": seed, **m})
+        print(json.dumps(per_seed[-1]), flush=True)
+
+    keys = [k for k, v in per_seed[0].items() if k != "seed" and isinstance(v, float)]
+    summary = {
+        k: {
+            "mean": float(np.mean([p[k] for p in per_seed])),
+            "std": float(np.std([p[k] for p in per_seed])),
+        }
+        for k in keys
+    }
+    train_cmd = args.train_command or f"genmodels train {args.recipe} --workdir runs/{args.recipe}"
+    record = {
+        "recipe": args.recipe,
+        "split": "test",
+        "num_samples_per_seed": num,
+        "seeds": args.seeds,
+        "sampler": getattr(cfg, "sampler", None),
+        "sample_steps": getattr(cfg, "sample_steps", None),
+        "metrics": summary,
+        "per_seed": per_seed,
+        "sample_wall_s_per_seed": sample_s,
+        "train": train_record(args.train_run, args.train_wall_s),
+        "commands": [
+            train_cmd,
+            f"genmodels export {args.recipe} --checkpoint runs/{args.recipe}",
+            "python benchmarks/pretrained_metrics.py "
+            + args.recipe
+            + f" --train-run runs/{args.recipe} --seeds "
+            + " ".join(map(str, args.seeds)),
+        ],
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+        },
+    }
+    out = Path(args.out) if args.out else info.pretrained_dir / "metrics.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out}")
+    for k, v in summary.items():
+        print(f"{k:>12}: {v['mean']:.4f} +- {v['std']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
