@@ -47,7 +47,7 @@ from genmodels.samplers.pc import (
 )
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
-from genmodels.train.sharding import batch_sharded, data_mesh
+from genmodels.train.sharding import batch_sharded, data_mesh, replicated
 
 
 @dataclass(frozen=True)
@@ -232,10 +232,13 @@ class GDSS:
         Returns:
           ``(state, ctx, info)`` with ``info["nfe"]``.
         """
-        fn = self._compiled(
+        fn, mesh = self._compiled(
             model, batch, sampler or self.config.sampler, steps or self.config.sample_steps
         )
         _, params, _ = split_model(model)
+        if mesh is not None:
+            # parameters (e.g. restored onto one device) replicated over the batch's devices
+            params = jax.device_put(params, replicated(mesh))
         return fn(params, key)
 
     def _compiled(self, model, batch: int, sampler: str, steps: int):
@@ -279,8 +282,8 @@ class GDSS:
                 out, info = pc_sample(net, procs, ctx, ks, predictor=pred, corrector=corr, **common)
             return out, ctx, {"nfe": info["nfe"]}
 
-        cache[key_] = run
-        return run
+        cache[key_] = run, mesh
+        return run, mesh
 
     def sample(
         self,

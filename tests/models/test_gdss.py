@@ -90,7 +90,10 @@ def test_sampling_split_over_devices_gives_the_same_graphs(monkeypatch):
     single, _, _ = method.sample_states(model, key, batch, sampler=sampler, steps=6)
     assert len(single["adj"].sharding.device_set) == 1
     for k in ("x", "adj"):
-        np.testing.assert_allclose(np.asarray(sharded[k]), np.asarray(single[k]), atol=1e-5)
+        # equal up to float32 rounding (partitioned reductions sum in another order)
+        np.testing.assert_allclose(
+            np.asarray(sharded[k]), np.asarray(single[k]), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_symmetric_noise_is_standard_normal_off_diagonal():
