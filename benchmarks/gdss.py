@@ -112,6 +112,29 @@ def set_host_devices(n: int | None) -> None:
             raise SystemExit(f"asked for {n} devices, JAX sees {jax.device_count()}")
 
 
+def write_report(rows: list[dict], args: dict, out: str, unit: str) -> None:
+    """Write ``rows`` (with the run's arguments and device) to ``out`` and print a table."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    meta = {"device": str(jax.devices()[0]), "jax": jax.__version__, "args": args}
+    Path(out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    print(
+        f"| dataset | sampler | NFE | {unit} (1000 steps) | train steps/s | "
+        "compile sample / train (s) | vs reference (sample, train) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        ref = (
+            f"{r['sample_speedup_vs_reference']:.2f}x, {r['train_speedup_vs_reference']:.2f}x"
+            if "anchor" in r
+            else "n/a"
+        )
+        print(
+            f"| {r['dataset']} | {r['sampler']} | {r['nfe']} | "
+            f"{r['sample_graphs_per_s_at_1000_steps']:.3f} | {r['train_steps_per_s']:.2f} | "
+            f"{r['sample_compile_s']:.1f} / {r['train_compile_s']:.1f} | {ref} |"
+        )
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -140,23 +163,7 @@ def main(argv=None) -> int:
     rows = [
         bench_dataset(d, a.steps, a.batch or default_batch(d), a.train_iters) for d in a.datasets
     ]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": str(jax.devices()[0]), "jax": jax.__version__, "args": vars(a)}
-    Path(a.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(
-        "| dataset | sampler | NFE | graphs/s (1000 steps) | train steps/s | compile sample / train (s) | vs reference (sample, train) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        ref = (
-            f"{r['sample_speedup_vs_reference']:.2f}x, {r['train_speedup_vs_reference']:.2f}x"
-            if "anchor" in r
-            else "n/a"
-        )
-        print(
-            f"| {r['dataset']} | {r['sampler']} | {r['nfe']} | {r['sample_graphs_per_s_at_1000_steps']:.3f} | "
-            f"{r['train_steps_per_s']:.2f} | {r['sample_compile_s']:.1f} / {r['train_compile_s']:.1f} | {ref} |"
-        )
+    write_report(rows, vars(a), a.out, unit="graphs/s")
     print(f"wrote {a.out}")
     return 0
 

@@ -15,13 +15,12 @@ cores): QM9 sampled at batch 1024 in 148 s for 1000 steps (6.9 molecules/s), tra
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gdss import bench_dataset, set_host_devices  # noqa: E402
+from gdss import bench_dataset, set_host_devices, write_report  # noqa: E402
 
 ANCHORS = {"qm9": {"sample_graphs_per_s": 6.9, "train_steps_per_s": 5.3}}
 
@@ -38,27 +37,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/results/gdss_molecules.json")
     a = p.parse_args(argv)
     set_host_devices(a.devices)
-    import jax
-
     rows = [bench_dataset(d, a.steps, a.batch, a.train_iters, ANCHORS) for d in a.datasets]
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": str(jax.devices()[0]), "jax": jax.__version__, "args": vars(a)}
-    Path(a.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    print(
-        "| dataset | sampler | NFE | molecules/s (1000 steps) | train steps/s | compile sample / train (s) | vs reference (sample, train) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        ref = (
-            f"{r['sample_speedup_vs_reference']:.2f}x, {r['train_speedup_vs_reference']:.2f}x"
-            if "anchor" in r
-            else "n/a"
-        )
-        print(
-            f"| {r['dataset']} | {r['sampler']} | {r['nfe']} | "
-            f"{r['sample_graphs_per_s_at_1000_steps']:.2f} | {r['train_steps_per_s']:.2f} | "
-            f"{r['sample_compile_s']:.1f} / {r['train_compile_s']:.1f} | {ref} |"
-        )
+    write_report(rows, vars(a), a.out, unit="molecules/s")
     print(f"wrote {a.out}")
     return 0
 
