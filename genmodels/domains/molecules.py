@@ -590,11 +590,16 @@ def write_smiles(smiles: Iterable[str | None], path: str | Path) -> Path:
 def read_smiles(path: str | Path) -> list[str]:
     """Read a ``.smi`` file written by :func:`write_smiles`.
 
-    Only the first whitespace-separated field of a line is kept (``.smi`` files may carry
-    a name after the SMILES). Empty lines give ``""``; a trailing newline adds no entry.
+    Also reads ``.smi`` files from other tools: only the first whitespace-separated field
+    of a line is kept (they may carry a name after the SMILES), and a first line whose
+    first field is ``smiles`` (any case) is a header and skipped. Empty lines give ``""``
+    (a failed sample); a trailing newline adds no entry.
     """
     text = Path(path).read_text()
-    lines = text.split("\n")
+    lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines = lines[:-1]
-    return [(ln.split()[0] if ln.strip() else "") for ln in lines]
+    out = [(ln.split()[0] if ln.strip() else "") for ln in lines]
+    if out and out[0].lower() == "smiles":
+        out = out[1:]
+    return out

@@ -354,6 +354,7 @@ class GDSSMolConfig(GDSSConfig):
     rule, valency correction and largest-fragment rule (:mod:`genmodels.domains.molecules`).
 
     Attributes:
+      dataset: qm9, zinc250k or moses.
       index_offset: how the split file's ids map to rows (see data/README.md).
       eval_fcd, eval_nspdk: compute FCD (needs the ``metrics`` extra) and NSPDK.
       moses_limit: MOSES training molecules to load (``None``: all 1.58M).
@@ -483,8 +484,15 @@ class GDSSMolecules(GDSS):
         write_smiles(samples, path)
 
     def read_samples(self, path: Path) -> list[str]:
+        """SMILES from a ``.smi`` file (one per line, an empty line for a failed sample) or
+        from the ``smiles`` column of a ``.csv`` / ``.csv.gz`` file, e.g. another model's."""
         from genmodels.domains.molecules import read_smiles
 
+        name = Path(path).name.lower()
+        if name.endswith((".csv", ".csv.gz")):
+            from genmodels.datasets.molecules import read_smiles_column
+
+            return read_smiles_column(path)
         return read_smiles(path)
 
     def evaluate(
@@ -511,6 +519,7 @@ class GDSSMolecules(GDSS):
         ref = {"test": test, "train": train}.get(split)
         if ref is None:
             raise ValueError(f"unknown split {split!r}; choose test or train")
+        refs = self._reference_stats(split)
         out = molecule_metrics(
             samples,
             train,
@@ -522,6 +531,26 @@ class GDSSMolecules(GDSS):
             compute_fcd=self.config.eval_fcd,
             compute_nspdk=self.config.eval_nspdk,
             moses=self.config.dataset == "moses",
+            test_fcd_stats=refs.get("fcd"),
+            test_nspdk_embedding=refs.get("nspdk"),
         )
         out["num_samples"] = len(samples)
         return out
+
+    def _reference_stats(self, split: str) -> dict:
+        """ChemNet statistics and NSPDK mean embedding of a reference split, computed once
+        per method object (they take minutes on the QM9 test set; every later
+        :meth:`evaluate` against the same split reuses them)."""
+        cache = self.__dict__.setdefault("_ref_cache", {})
+        if split not in cache:
+            from genmodels.metrics.molecules import fcd_statistics, mols_to_nx
+            from genmodels.metrics.nspdk import nspdk_mean_embedding
+
+            ref = dict(zip(("train", "test"), self.splits))[split]
+            stats: dict = {}
+            if self.config.eval_fcd:
+                stats["fcd"] = fcd_statistics(ref)
+            if self.config.eval_nspdk:
+                stats["nspdk"] = nspdk_mean_embedding(mols_to_nx(ref))
+            cache[split] = stats
+        return cache[split]

@@ -168,6 +168,7 @@ def train(
 
     ckpt = None
     start = 0
+    t_offset = 0.0  # training seconds spent before this process (read from the checkpoint)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         ckpt = Checkpointer(
@@ -178,6 +179,7 @@ def train(
         if ckpt.latest_step() is not None:
             state, meta = ckpt.restore(state)
             start = int(meta["step"])
+            t_offset = float(meta.get("elapsed_s", 0.0))
     logger = MetricsLogger(workdir, tensorboard=train_cfg.tensorboard)
 
     step_fn = jax.jit(
@@ -207,6 +209,7 @@ def train(
     def save(step_done: int):
         check_finite(step_done, ckpt.latest_step())
         meta = dict(meta_base, step=step_done, data_position=step_done)
+        meta["elapsed_s"] = t_offset + time.perf_counter() - t_start
         ckpt.save(step_done, state, meta)
 
     bar = tqdm(
@@ -233,7 +236,8 @@ def train(
                 now = time.perf_counter()
                 host["steps_per_sec"] = (done - s_last) / max(now - t_last, 1e-9)
                 host["lr"] = float(sched(step))
-                host["elapsed_s"] = now - t_start
+                # cumulative over resumes: the training wall time of the run so far
+                host["elapsed_s"] = t_offset + now - t_start
                 t_last, s_last = now, done
                 bar.set_postfix(loss=f"{host['loss']:.4g}")
                 check_finite(done, ckpt.latest_step() if ckpt else None)

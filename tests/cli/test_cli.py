@@ -119,3 +119,29 @@ def test_evaluate_rejects_bad_sample_file(tmp_path, capsys):
 def test_sample_without_pretrained_says_how_to_train(capsys):
     with pytest.raises(SystemExit, match="ships no pretrained model"):
         main(["sample", "toy", "--checkpoint", "pretrained", "--num", "10"])
+
+
+@pytest.mark.parametrize("fmt", ["smi", "csv"])
+def test_evaluate_reads_a_users_smiles_file(fmt, tmp_path, capsys):
+    """``genmodels evaluate gdss_qm9`` scores SMILES that did not come from ``sample``."""
+    from genmodels.metrics.molecules import canonical_smiles
+    from genmodels.recipes import load_recipe
+
+    smiles = ["CCO", "OCC", "C1=CC=CC=C1", "not_a_smiles", ""]
+    path = tmp_path / f"theirs.{fmt}"
+    if fmt == "smi":
+        path.write_text("smiles\n" + "".join(f"{s} mol{i}\n" for i, s in enumerate(smiles)))
+        path.write_text(path.read_text().replace(" mol4", ""))  # the empty line stays empty
+    else:
+        path.write_text("id,smiles\n" + "".join(f"{i},{s}\n" for i, s in enumerate(smiles)))
+    capsys.readouterr()
+    argv = ["evaluate", "gdss_qm9", "--samples", str(path)]
+    assert main([*argv, "--config.eval-fcd", "False", "--config.eval-nspdk", "False"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["num_samples"] == 5
+    assert got["validity"] == pytest.approx(3 / 5)
+    assert got["uniqueness"] == pytest.approx(2 / 3)  # CCO and OCC are one molecule
+    train = set(load_recipe("gdss_qm9")[0].build().splits[0])
+    uniq = {canonical_smiles("CCO"), canonical_smiles("c1ccccc1")}
+    assert got["novelty"] == pytest.approx(len(uniq - train) / 2)
+    assert "validity_wo_correction" not in got  # no sidecar: nothing says it is raw

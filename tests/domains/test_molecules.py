@@ -243,3 +243,10 @@ def test_smiles_file_round_trip(tmp_path):
     assert read_smiles(path) == ["CCO", "", "c1ccccc1", "", "C#N"]
     with pytest.raises(ValueError):
         write_smiles(["C\nC"], tmp_path / "bad.smi")
+
+
+def test_smiles_files_of_other_tools_are_read(tmp_path):
+    # a header line, names after the SMILES, Windows line ends, an empty (failed) sample
+    path = tmp_path / "other.smi"
+    path.write_bytes(b"SMILES Name\r\nCCO ethanol\r\n\r\nC#N hcn\r\n")
+    assert read_smiles(path) == ["CCO", "", "C#N"]

@@ -213,6 +213,11 @@ def test_gdss_qm9_trains_samples_and_evaluates(tiny_qm9, tmp_path):
     )
     assert "validity_wo_correction" not in method.evaluate(fixed)
     assert 0 <= m["nspdk"] and m["num_samples"] == 6
+    # the second evaluation reuses the cached test embedding: same figure as from scratch
+    from genmodels.metrics.molecules import nspdk
+
+    assert "test" in method._ref_cache
+    assert method.evaluate(fixed)["nspdk"] == pytest.approx(nspdk(fixed, method.splits[1]))
 
 
 def test_gdss_qm9_loss_uses_gdss_features(tiny_qm9):
@@ -290,3 +295,41 @@ def test_pretrained_done_when_command(name, tmp_path, capsys):
     assert main(["evaluate", name, "--samples", str(out)]) == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"degree", "clustering", "orbit", "spectral"} <= set(got)
+
+
+def test_pretrained_qm9_samples_valid_molecules_like_the_test_set(tmp_path, capsys):
+    """The shipped QM9 model through the command line: raw samples (no valency correction)
+    must be mostly valid, and their heavy-atom mix close to the test set's."""
+    import json
+    from collections import Counter
+
+    from rdkit import Chem
+
+    from genmodels.cli import main
+
+    _, info = load_recipe("gdss_qm9")
+    assert info.has_pretrained, f"{info.pretrained_dir} is missing"
+    shipped = json.loads((info.pretrained_dir / "metrics.json").read_text())
+    assert shipped["num_samples_per_seed"] == 10_000 and shipped["train"]["wall_s"] > 0
+
+    out = tmp_path / "m.smi"
+    argv = ["sample", "gdss_qm9", "--checkpoint", "pretrained", "--num", "64"]
+    assert main([*argv, "--no-correction", "True", "--out", str(out)]) == 0
+    raw = out.read_text().splitlines()
+    assert len(raw) == 64
+    capsys.readouterr()
+    assert main(["evaluate", "gdss_qm9", "--samples", str(out), "--config.eval-fcd", "False"]) == 0
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert got["validity_wo_correction"] == got["validity"] == np.mean([bool(s) for s in raw])
+    assert got["validity_wo_correction"] >= 0.8, got
+    assert got["uniqueness"] >= 0.8, got
+
+    def mix(smiles):
+        c = Counter(a.GetSymbol() for s in smiles if s for a in Chem.MolFromSmiles(s).GetAtoms())
+        n = sum(c.values())
+        return np.array([c[e] / n for e in ("C", "N", "O", "F")])
+
+    test = load_recipe("gdss_qm9")[0].build().splits[1][:2000]
+    tv = 0.5 * np.abs(mix(raw) - mix(test)).sum()
+    # all-carbon molecules (what an untrained type network drifts to) are at about 0.3
+    assert tv < 0.15, (mix(raw), mix(test))

@@ -86,6 +86,10 @@ def test_exact_resume_after_interrupt(tmp_path):
         np.testing.assert_array_equal(a, b)
     steps = [r["step"] for r in read_metrics(tmp_path / "b")]
     assert steps == [5, 10, 15, 15, 20]  # step 15 logged before the crash and again after resume
+    # the logged wall time is cumulative: the resumed run starts from the checkpoint's
+    rec = read_metrics(tmp_path / "b")
+    meta = Checkpointer(tmp_path / "b" / "checkpoints").read_meta(10)
+    assert rec[1]["elapsed_s"] <= meta["elapsed_s"] <= rec[3]["elapsed_s"] <= rec[4]["elapsed_s"]
 
 
 def test_resume_after_sigkill(tmp_path):
