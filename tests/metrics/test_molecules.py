@@ -13,6 +13,7 @@ from rdkit.Chem import rdFingerprintGenerator
 
 from genmodels.metrics.molecules import (
     fcd,
+    filters,
     fingerprints,
     fragment_similarity,
     internal_diversity,
@@ -21,6 +22,7 @@ from genmodels.metrics.molecules import (
     moses_reference_statistics,
     novelty,
     nspdk,
+    passes_moses_filters,
     scaffold_similarity,
     snn,
     tanimoto,
@@ -157,6 +159,7 @@ def test_molecule_metrics_keys_and_values():
         "scaf",
         "int_div",
         "int_div2",
+        "filters",
     }
     assert out["validity"] == pytest.approx(4 / 6) and out["validity_wo_correction"] == 0.5
     assert out["uniqueness"] == pytest.approx(3 / 4) and out["novelty"] == pytest.approx(1 / 3)
@@ -164,6 +167,7 @@ def test_molecule_metrics_keys_and_values():
     assert out["nspdk"] == pytest.approx(nspdk(valid, test))
     assert out["snn"] == pytest.approx(snn(valid, test))
     assert out["int_div"] == pytest.approx(internal_diversity(valid))
+    assert out["filters"] == pytest.approx(filters(valid))
     with pytest.raises(ValueError, match="raw_smiles"):
         molecule_metrics(SAMPLES, TRAIN, test, raw[:2], compute_fcd=False)
 
@@ -219,3 +223,43 @@ def test_frechet_distance_closed_form():
     want = 5.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
     assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(want)
     assert frechet_distance(mu1, np.diag(a), mu1, np.diag(a)) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "smiles, ok, why",
+    [
+        ("CCO", True, ""),
+        ("CC(=O)Nc1ccc(O)cc1", True, ""),
+        ("C1CCCCCC1", True, "a 7-ring is allowed"),
+        ("C1CCCCCCC1", False, "ring of 8 atoms"),
+        ("C[N+](C)(C)C", False, "charged atom"),
+        ("CCI", False, "iodine is not an allowed element"),
+        ("CC=O", False, "aldehyde (MCF)"),
+        ("C1CO1", False, "epoxide (MCF)"),
+        ("CCSSCC", False, "disulfide (MCF)"),
+        ("O=C1C(=Cc2ccccc2)SC(=S)N1", False, "benzylidene rhodanine (PAINS)"),
+        ("not a smiles", False, "invalid"),
+    ],
+)
+def test_moses_filters_on_hand_cases(smiles, ok, why):
+    assert passes_moses_filters(smiles) is ok, why
+
+
+def test_moses_filters_fraction_and_pains_alone():
+    from genmodels.metrics.molecules import _moses_alerts
+
+    mcf, pains = _moses_alerts()
+    rhodanine = Chem.AddHs(Chem.MolFromSmiles("O=C1C(=Cc2ccccc2)SC(=S)N1"))
+    assert pains.HasMatch(rhodanine) and not any(rhodanine.HasSubstructMatch(q) for q in mcf)
+    # invalid samples are left out of the denominator, as for the other MOSES metrics
+    assert filters(["CCO", "C[N+](C)(C)C", "c1ccccc1", "xx", ""]) == pytest.approx(2 / 3)
+    assert math.isnan(filters(["", "xx"]))
+
+
+def test_moses_test_molecules_pass_the_moses_filters():
+    """MOSES built its data set with these filters: its test molecules all pass."""
+    if not (DATA / "graphs/moses/test.csv.gz").exists():
+        pytest.skip(f"{DATA / 'graphs/moses/test.csv.gz'} not available")
+    from genmodels.datasets.molecules import moses_smiles
+
+    assert filters(moses_smiles("test")[:2000]) == 1.0
