@@ -8,10 +8,13 @@ from genmodels.nets.graph import (
     ScoreNetworkX,
 )
 from genmodels.nets.mlp import TimeMLP
+from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
 
 __all__ = [
     "GDSS_NET_CONFIGS",
     "GDSSNetConfig",
+    "PeriodicDecoder",
+    "PeriodicEncoder",
     "ScoreNetworkA",
     "ScoreNetworkX",
     "TimeMLP",
