@@ -6,6 +6,8 @@ _TABLE = {
     "Method": "base",
     "ToyConfig": "toy",
     "ToyMethod": "toy",
+    "CDVAE": "cdvae",
+    "CDVAEConfig": "cdvae",
     "GDSS": "gdss",
     "GDSSConfig": "gdss",
     "SDESpec": "gdss",

@@ -17,6 +17,12 @@ half of NCSN's ``epsilon``). Optionally a final denoising step (Jolicoeur-Martin
 What ``t`` means here: the sampler calls ``score_fn(state, sigma, ctx)`` with ``sigma``
 the current noise level, broadcast to one value per example, shape [B] (the standard
 deviation of the noise, not a level index and not a time in [0, 1]).
+
+Assigned leaves (``assign``): CDVAE moves the coordinates by Langevin steps but *sets* the
+atom types to the argmax of the decoder's type logits after every step. A leaf named in
+``assign`` is not diffused: its new value is whatever ``score_fn`` returns for it, with
+no step size and no noise. With ``assign`` empty (the default) the sampler is unchanged,
+random stream included.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ def annealed_langevin_sample(
     init: State | None = None,
     constrain: ConstrainFn = identity_constrain,
     return_trajectory: bool = False,
+    assign: Sequence[str] = (),
 ) -> tuple[State, dict[str, Any]]:
     """Annealed Langevin dynamics (Song & Ermon 2019, Alg. 1, in CDVAE's form).
 
@@ -102,6 +109,9 @@ def annealed_langevin_sample(
         CDVAE starts fractional coordinates from ``U[0, 1)``: pass that here.
       constrain: domain hook applied (after masking) after every update.
       return_trajectory: also return the state at the end of every level.
+      assign: leaves set to ``score_fn``'s output for them after every step instead of
+        a Langevin update (no step size, no noise; CDVAE's argmax atom types). They need
+        an ``init`` value and are left as they are by ``denoise``.
 
     Returns:
       ``(state, info)`` with ``info["nfe"] = L_run * n_steps_each (+ 1 if denoise)``,
@@ -129,6 +139,13 @@ def annealed_langevin_sample(
         s = score_fn(x, sigma, ctx)
         return apply_masks({k: s[k] for k in x}, ctx)
 
+    assign = tuple(assign)
+    unknown = sorted(set(assign) - set(shapes))
+    if unknown:
+        raise ValueError(f"assigned leaves {unknown} are not in shapes {sorted(shapes)}")
+    if assign and (init is None or any(n not in init for n in assign)):
+        raise ValueError(f"assigned leaves {list(assign)} need an initial value in init")
+
     k_init, k_loop = jax.random.split(key)
     if init is None:
         z = _noises(k_init, {k: jnp.zeros(tuple(s), jnp.float32) for k, s in shapes.items()}, ctx)
@@ -142,8 +159,14 @@ def annealed_langevin_sample(
 
         def langevin(xc: State, kc: Array):
             score = field(xc, sigma)
-            z = _noises(kc, xc, ctx)
-            new = {n: xc[n] + step * score[n] + jnp.sqrt(2.0 * step) * z[n] for n in xc}
+            # without assigned leaves: one draw over the whole state, as before
+            z = _noises(kc, {n: v for n, v in xc.items() if n not in assign}, ctx)
+            new = {
+                n: score[n]
+                if n in assign
+                else xc[n] + step * score[n] + jnp.sqrt(2.0 * step) * z[n]
+                for n in xc
+            }
             return finish(new), None
 
         x, _ = jax.lax.scan(langevin, x, jax.random.split(k, n_steps_each))
@@ -154,7 +177,7 @@ def annealed_langevin_sample(
     if denoise:
         sig = sigmas[-1]
         score = field(x, jnp.full((b,), sig, jnp.float32))
-        x = finish({n: x[n] + sig**2 * score[n] for n in x})
+        x = finish({n: x[n] if n in assign else x[n] + sig**2 * score[n] for n in x})
     info: dict[str, Any] = {
         "nfe": n_levels * n_steps_each + int(denoise),
         "sigmas": sigmas,
