@@ -15,6 +15,8 @@ _TABLE = {
     "train_test_split": "graphs",
     "CRYSTAL_DATASETS": "crystals",
     "load_crystals": "crystals",
+    "load_mnist": "images",
+    "read_idx": "images",
     "energy_distance": "toy",
     "ring_mixture": "toy",
 }

@@ -1,5 +1,6 @@
 """flax.nnx networks; they stand alone (no process, sampler or domain imports)."""
 
+from genmodels.nets.conv import TokenConvConfig, TokenConvNet
 from genmodels.nets.embed import sinusoidal_embedding
 from genmodels.nets.graph import (
     GDSS_NET_CONFIGS,
@@ -7,16 +8,21 @@ from genmodels.nets.graph import (
     ScoreNetworkA,
     ScoreNetworkX,
 )
+from genmodels.nets.graph_transformer import GraphTransformer, GraphTransformerConfig
 from genmodels.nets.mlp import TimeMLP
 from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
 
 __all__ = [
     "GDSS_NET_CONFIGS",
     "GDSSNetConfig",
+    "GraphTransformer",
+    "GraphTransformerConfig",
     "PeriodicDecoder",
     "PeriodicEncoder",
     "ScoreNetworkA",
     "ScoreNetworkX",
     "TimeMLP",
+    "TokenConvConfig",
+    "TokenConvNet",
     "sinusoidal_embedding",
 ]
