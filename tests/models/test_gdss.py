@@ -313,12 +313,13 @@ def test_pretrained_qm9_samples_valid_molecules_like_the_test_set(tmp_path, caps
     assert shipped["num_samples_per_seed"] == 10_000 and shipped["train"]["wall_s"] > 0
 
     out = tmp_path / "m.smi"
-    argv = ["sample", "gdss_qm9", "--checkpoint", "pretrained", "--num", "64"]
+    argv = ["sample", "gdss_qm9", "--checkpoint", "pretrained", "--num", "64", "--batch-size", "64"]
     assert main([*argv, "--no-correction", "True", "--out", str(out)]) == 0
     raw = out.read_text().splitlines()
     assert len(raw) == 64
     capsys.readouterr()
-    assert main(["evaluate", "gdss_qm9", "--samples", str(out), "--config.eval-fcd", "False"]) == 0
+    off = ["--config.eval-fcd", "False", "--config.eval-nspdk", "False"]  # slow test below
+    assert main(["evaluate", "gdss_qm9", "--samples", str(out), *off]) == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert got["validity_wo_correction"] == got["validity"] == np.mean([bool(s) for s in raw])
     assert got["validity_wo_correction"] >= 0.8, got
@@ -333,3 +334,20 @@ def test_pretrained_qm9_samples_valid_molecules_like_the_test_set(tmp_path, caps
     tv = 0.5 * np.abs(mix(raw) - mix(test)).sum()
     # all-carbon molecules (what an untrained type network drifts to) are at about 0.3
     assert tv < 0.15, (mix(raw), mix(test))
+
+
+@pytest.mark.slow
+def test_pretrained_qm9_done_when_commands(tmp_path, capsys):
+    """The issue's acceptance commands: 1000 molecules, then every metric as JSON."""
+    import json
+
+    from genmodels.cli import main
+
+    for extra, keys in (([], set()), (["--no-correction", "True"], {"validity_wo_correction"})):
+        out = tmp_path / f"m{len(extra)}.smi"
+        argv = ["sample", "gdss_qm9", "--checkpoint", "pretrained", "--num", "1000"]
+        assert main([*argv, *extra, "--out", str(out)]) == 0
+        capsys.readouterr()
+        assert main(["evaluate", "gdss_qm9", "--samples", str(out)]) == 0
+        got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert {"validity", "uniqueness", "novelty", "fcd", "nspdk"} | keys <= set(got)
