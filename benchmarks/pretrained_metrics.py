@@ -11,7 +11,13 @@ sampling wall time, the training wall time and steps (read from the training run
 
 The number of samples defaults to the method's evaluation protocol: GDSS generic graphs
 sample as many graphs as the test split holds (the reference ``sampler.py`` truncates
-its samples to ``len(test_graph_list)``); GDSS molecules 10,000.
+its samples to ``len(test_graph_list)``); GDSS molecules 10,000; CDVAE 1,000.
+
+CDVAE also reconstructs the whole test split (``reconstruct_arrays`` with the seed's key,
+CDVAE's ``scripts/evaluate.py`` protocol) and adds ``match_rate`` and ``rmse``. Its
+decoded arrays can come from another machine (an accelerator host, which needs no
+pymatgen: ``CDVAE.sample_arrays`` / ``reconstruct_arrays`` with the same keys):
+``--generated G.npz --reconstructed R.npz --arrays-from "where they were made"``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ def default_num(method) -> int:
     molecules: 10,000, as GDSS Table 2)."""
     if hasattr(method, "sample_pairs"):
         return 10_000
+    if hasattr(method, "reconstruct_arrays"):
+        return 1_000
     splits = getattr(method, "splits", None)
     if splits is not None:
         return len(splits[1])
@@ -66,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-wall-s", type=float, default=None, help="training wall time")
     ap.add_argument("--train-command", default=None, help="how the run was trained")
     ap.add_argument("--out", default=None, help="default: recipes/pretrained/<recipe>/metrics.json")
+    ap.add_argument("--generated", nargs="+", default=None, help="CDVAE: arrays, one per seed")
+    ap.add_argument("--reconstructed", nargs="+", default=None, help="CDVAE: one per seed")
+    ap.add_argument("--arrays-from", default=None, help="where --generated were decoded")
+    ap.add_argument(
+        "--array-wall-s",
+        type=float,
+        nargs="+",
+        default=None,
+        help="sampling seconds of each --generated file, as measured there",
+    )
     args = ap.parse_args(argv)
 
     cfg, info = load_recipe(args.recipe)
@@ -75,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     num = args.num or default_num(method)
     _, model, _ = load_recipe_model(cfg, info.pretrained_dir)
     per_seed, sample_s = [], []
-    for seed in args.seeds:
+    crystals = hasattr(method, "reconstruct_arrays")
+    for i, seed in enumerate(args.seeds):
         key = jax.random.PRNGKey(seed)
         t0 = time.perf_counter()
         if hasattr(method, "sample_pairs"):
@@ -83,6 +102,21 @@ def main(argv: list[str] | None = None) -> int:
             samples, raw = method.sample_pairs(model, key, num)
             sample_s.append(time.perf_counter() - t0)
             m = method.evaluate(samples, split="test", raw=raw)
+        elif crystals:
+            if args.generated:
+                gen = dict(np.load(args.generated[i]))
+                sample_s.append(args.array_wall_s[i] if args.array_wall_s else float("nan"))
+            else:
+                gen = method.sample_arrays(model, key, num)
+                sample_s.append(time.perf_counter() - t0)
+            m = method.evaluate(method.decode_arrays(gen), split="test")
+            if args.reconstructed:
+                rec = dict(np.load(args.reconstructed[i]))
+            else:
+                rec = method.reconstruct_arrays(model, key, "test")
+            m.update(method.evaluate_reconstruction(method.decode_arrays(rec), split="test"))
+            m["num_reconstructed"] = float(rec["num_atoms"].shape[0])
+            m = {k: float(v) for k, v in m.items()}
         else:
             samples = method.sample(model, key, num)
             sample_s.append(time.perf_counter() - t0)
@@ -118,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             + f" --train-run runs/{args.recipe} --seeds "
             + " ".join(map(str, args.seeds)),
         ],
+        "arrays_from": args.arrays_from,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),

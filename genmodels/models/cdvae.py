@@ -129,7 +129,7 @@ class CDVAEConfig:
       eval_split: reference split of :meth:`CDVAE.evaluate` by default.
       train_limit, eval_limit: load only the first rows of the training / other splits
         (quick runs and tests; ``None``: all).
-      max_atoms: padding size and the count head's largest class (perov_5 20,
+      max_atoms: the count head's largest class and the largest padding (perov_5 20,
         carbon_24 24, mp_20 20).
       num_types: atom classes (class ``k`` is atomic number ``k + 1``; ``MAX_ATOMIC_NUM``).
       latent_dim: latent size (256).
@@ -595,14 +595,20 @@ class CDVAE:
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
         """Padded host arrays of a split: ``frac`` [M, N, 3], ``types`` [M, N] int32,
-        ``lattice`` [M, 6], ``num_atoms`` [M] int32 and ``property`` [M] (raw)."""
+        ``lattice`` [M, 6], ``num_atoms`` [M] int32 and ``property`` [M] (raw).
+
+        ``N`` is the split's largest atom count (at most ``max_atoms``): the networks cost
+        grows with ``N^2``, so perov_5 (always 5 atoms) is not padded to 20.
+        """
         cache = self.__dict__.setdefault("_arrays", {})
         if split not in cache:
             ds = self.dataset(split)
             state, ctx = self.domain.encode_arrays(ds.arrays)
+            # pad to the split's largest crystal, not max_atoms (perov_5: 5, not 20)
+            n = max(int(np.max(ctx["num_atoms"])), 1)
             cache[split] = {
-                "frac": np.asarray(state["frac"], np.float32),
-                "types": np.asarray(state["types"], np.int32),
+                "frac": np.asarray(state["frac"][:, :n], np.float32),
+                "types": np.asarray(state["types"][:, :n], np.int32),
                 "lattice": np.asarray(state["lattice"], np.float32),
                 "num_atoms": np.asarray(ctx["num_atoms"], np.int32),
                 "property": np.asarray(ds.properties, np.float32),
@@ -756,14 +762,19 @@ class CDVAE:
 
     # -------------------------------------------------------------- decoding
     def _runner(self, model: CDVAEModel, kind: str, batch: int, n_step_each: int, **ld):
-        """A cached jitted ``(params, rest, key, *inputs) -> arrays`` for one setting."""
+        """A ``(params, rest, key, *inputs) -> arrays`` decoding function for one setting.
+
+        Two jitted stages: the latent and the heads' statistics (atom counts, lattice,
+        composition) first; then Langevin decoding, padded only to the largest atom count
+        of the batch (a host read between the stages; one compilation per padding size).
+        A perov_5 batch decodes 5-atom crystals, not ``max_atoms``-atom buffers.
+        """
         cache = self.__dict__.setdefault("_fn_cache", {})
         graphdef, _, _ = split_model(model)
         key_ = (kind, batch, n_step_each, tuple(sorted(ld.items())), graphdef)
         if key_ in cache:
             return cache[key_]
         c = self.config
-        n = c.max_atoms
         settings = dict(
             sigmas=self.sigmas,
             num_types=c.num_types,
@@ -772,62 +783,83 @@ class CDVAE:
             min_sigma=ld["min_sigma"],
         )
 
-        def decode(net, z, key, num_atoms=None, gt_types=None):
-            k_comp, k_frac, k_ld = jax.random.split(key, 3)
+        def heads(net, z, key, num_atoms=None, gt_types=None):
             _, counts, _, lattice, comp_logits = net.decode_stats(z, num_atoms)
-            if gt_types is None:
-                types0 = sample_composition(k_comp, jax.nn.softmax(comp_logits, -1), counts, n)
-            else:
-                types0 = gt_types
-            frac0 = jax.random.uniform(k_frac, (z.shape[0], n, 3))
-            frac, types, _ = langevin_decode(
-                net.decoder,
-                z,
-                counts,
-                lattice,
-                types0,
-                frac0,
-                k_ld,
-                update_types=gt_types is None,
-                **settings,
-            )
-            return {"frac": frac, "types": types, "lattice": lattice, "num_atoms": counts}
+            out = {"z": z, "key": key, "num_atoms": counts, "lattice": lattice}
+            out["probs"] = jax.nn.softmax(comp_logits, -1)
+            if gt_types is not None:
+                out["gt_types"] = gt_types
+            return out
+
+        decoders: dict[int, Any] = {}
+
+        def decoder_for(n: int):
+            if n not in decoders:
+
+                @jax.jit
+                def dec(params, rest, st):
+                    net = nnx.merge(graphdef, params, rest)
+                    z, counts, lattice = st["z"], st["num_atoms"], st["lattice"]
+                    k_comp, k_frac, k_ld = jax.random.split(st["key"], 3)
+                    gt = st.get("gt_types")
+                    if gt is None:
+                        types0 = sample_composition(k_comp, st["probs"], counts, n)
+                    else:
+                        types0 = jnp.pad(gt, ((0, 0), (0, max(n - gt.shape[1], 0))))[:, :n]
+                        types0 = types0 * _node_mask(counts, n).astype(types0.dtype)
+                    frac0 = jax.random.uniform(k_frac, (z.shape[0], n, 3))
+                    frac, types, _ = langevin_decode(
+                        net.decoder,
+                        z,
+                        counts,
+                        lattice,
+                        types0,
+                        frac0,
+                        k_ld,
+                        update_types=gt is None,
+                        **settings,
+                    )
+                    return {"frac": frac, "types": types, "lattice": lattice, "num_atoms": counts}
+
+                decoders[n] = dec
+            return decoders[n]
 
         if kind == "generate":
 
             @jax.jit
-            def run(params, rest, key):
+            def first(params, rest, key):
                 net = nnx.merge(graphdef, params, rest)
                 kz, kd = jax.random.split(key)
-                z = jax.random.normal(kz, (batch, c.latent_dim))
-                return decode(net, z, kd)
+                return heads(net, jax.random.normal(kz, (batch, c.latent_dim)), kd)
 
         elif kind == "latent":
 
             @jax.jit
-            def run(params, rest, key, z):
-                return decode(nnx.merge(graphdef, params, rest), z, key)
+            def first(params, rest, key, z):
+                return heads(nnx.merge(graphdef, params, rest), z, key)
 
         elif kind == "reconstruct":
             use_mean, force_n, force_t = ld["use_mean"], ld["force_num_atoms"], ld["force_types"]
 
             @jax.jit
-            def run(params, rest, key, frac, types, lattice, num_atoms):
+            def first(params, rest, key, frac, types, lattice, num_atoms):
                 net = nnx.merge(graphdef, params, rest)
                 ke, kd = jax.random.split(key)
-                mask = _node_mask(num_atoms, n)
+                mask = _node_mask(num_atoms, types.shape[1])
                 mu, logvar = net.encode(types, frac, lattice, mask)
                 z = mu if use_mean else mu + jnp.exp(0.5 * logvar) * jax.random.normal(ke, mu.shape)
-                return decode(
-                    net,
-                    z,
-                    kd,
-                    num_atoms if force_n else None,
-                    types if force_t else None,
-                )
+                return heads(net, z, kd, num_atoms if force_n else None, types if force_t else None)
 
         else:  # pragma: no cover - internal
             raise ValueError(kind)
+
+        def run(params, rest, *args):
+            st = first(params, rest, *args)
+            n = int(jax.device_get(jnp.max(st["num_atoms"])))  # one host read per batch
+            if "gt_types" in st:
+                n = max(n, int(st["gt_types"].shape[1]))
+            return decoder_for(max(n, 1))(params, rest, st)
+
         cache[key_] = run
         return run
 
@@ -844,12 +876,27 @@ class CDVAE:
             )
         return int(steps or c.n_step_each), ld
 
-    def _decode_host(self, out: dict) -> list[Structure | None]:
+    def decode_arrays(self, out: dict) -> list[Structure | None]:
+        """Structures from decoded arrays (``frac``, ``types``, ``lattice``, ``num_atoms``,
+        as :meth:`sample_arrays` returns); ``None`` where the lattice admits no cell."""
         out = jax.device_get(out)
         state = {"frac": out["frac"], "types": out["types"], "lattice": out["lattice"]}
         return self.domain.decode(state, {"num_atoms": out["num_atoms"]})
 
-    def sample(
+    @staticmethod
+    def _concat(parts: list[dict], num: int) -> dict[str, np.ndarray]:
+        """Concatenate host batches padded to different atom counts; keep ``num`` rows."""
+        n = max(p["frac"].shape[1] for p in parts)
+        out: dict[str, list] = {k: [] for k in ("frac", "types", "lattice", "num_atoms")}
+        for p in parts:
+            pad = n - p["frac"].shape[1]
+            out["frac"].append(np.pad(np.asarray(p["frac"]), ((0, 0), (0, pad), (0, 0))))
+            out["types"].append(np.pad(np.asarray(p["types"]), ((0, 0), (0, pad))))
+            out["lattice"].append(np.asarray(p["lattice"]))
+            out["num_atoms"].append(np.asarray(p["num_atoms"]))
+        return {k: np.concatenate(v)[:num] for k, v in out.items()}
+
+    def sample_arrays(
         self,
         model: CDVAEModel,
         key: Array,
@@ -860,12 +907,15 @@ class CDVAE:
         batch_size: int | None = None,
         progress: bool = True,
         **options: Any,
-    ) -> list[Structure | None]:
-        """Generate ``num`` crystals from ``z ~ N(0, I)`` (CDVAE ``generation``).
+    ) -> dict[str, np.ndarray]:
+        """Generate ``num`` crystals from ``z ~ N(0, I)`` (CDVAE ``generation``) as arrays.
+
+        Needs no pymatgen: the arrays can be made on an accelerator host and turned into
+        structures elsewhere with :meth:`decode_arrays`.
 
         Args:
           model: a trained model.
-          key: PRNG key.
+          key: PRNG key; batch ``r`` uses ``fold_in(key, r)``.
           num: number of crystals.
           sampler: ``"langevin"`` (the only one).
           steps: Langevin steps per noise level (default ``n_step_each``, 100).
@@ -874,7 +924,8 @@ class CDVAE:
           **options: ``step_lr``, ``min_sigma`` overrides.
 
         Returns:
-          ``num`` pymatgen structures, ``None`` where the lattice admits no cell.
+          ``frac`` [num, N, 3], ``types`` [num, N] (class ``k`` is atomic number ``k + 1``),
+          ``lattice`` [num, 6] and ``num_atoms`` [num], ``N`` the largest count generated.
         """
         if sampler not in (None, "langevin"):
             raise ValueError(f"unknown CDVAE sampler {sampler!r}; choose langevin")
@@ -882,11 +933,18 @@ class CDVAE:
         batch = batch_size or self.config.sample_batch
         run = self._runner(model, "generate", batch, n_each, **ld)
         _, params, rest = split_model(model)
-        out: list[Structure | None] = []
+        parts = []
         rounds = math.ceil(num / batch)
         for r in tqdm(range(rounds), desc="sample", disable=not progress or rounds == 1):
-            out.extend(self._decode_host(run(params, rest, jax.random.fold_in(key, r))))
-        return out[:num]
+            parts.append(jax.device_get(run(params, rest, jax.random.fold_in(key, r))))
+        return self._concat(parts, num)
+
+    def sample(
+        self, model: CDVAEModel, key: Array, num: int, **kwargs: Any
+    ) -> list[Structure | None]:
+        """Generate ``num`` crystals (:meth:`sample_arrays`, same arguments) as pymatgen
+        structures, ``None`` where the lattice admits no cell."""
+        return self.decode_arrays(self.sample_arrays(model, key, num, **kwargs))
 
     def decode_latents(
         self,
@@ -902,9 +960,9 @@ class CDVAE:
         z = jnp.asarray(z, jnp.float32)
         run = self._runner(model, "latent", int(z.shape[0]), n_each, **ld)
         _, params, rest = split_model(model)
-        return self._decode_host(run(params, rest, key, z))
+        return self.decode_arrays(run(params, rest, key, z))
 
-    def reconstruct(
+    def reconstruct_arrays(
         self,
         model: CDVAEModel,
         key: Array,
@@ -918,16 +976,15 @@ class CDVAE:
         force_atom_types: bool = False,
         progress: bool = True,
         **options: Any,
-    ) -> list[Structure | None]:
-        """Encode the first ``num`` crystals of ``split`` and decode them again.
+    ) -> dict[str, np.ndarray]:
+        """Encode the first ``num`` crystals of ``split`` and decode them again (arrays).
 
         CDVAE ``reconstructon``: the latent is the reparameterized sample ``mu + sigma
         eps`` (``use_mean=True``: ``mu``); atom count, lattice and types come from the
-        heads unless forced to the ground truth.
+        heads unless forced to the ground truth. Batch ``r`` uses ``fold_in(key, r)``.
 
         Returns:
-          One structure (or ``None``) per input crystal, in split order; compare with
-          :meth:`evaluate_reconstruction`.
+          The arrays of :meth:`sample_arrays`, one row per input crystal in split order.
         """
         n_each, ld = self._ld_options(steps, options)
         a = self.arrays(split)
@@ -944,7 +1001,7 @@ class CDVAE:
             **ld,
         )
         _, params, rest = split_model(model)
-        out: list[Structure | None] = []
+        parts = []
         rounds = math.ceil(total / batch)
         for r in tqdm(range(rounds), desc="reconstruct", disable=not progress or rounds == 1):
             idx = np.arange(r * batch, (r + 1) * batch) % total  # pad the last batch
@@ -954,8 +1011,16 @@ class CDVAE:
                 jax.random.fold_in(key, r),
                 *(a[k][idx] for k in ("frac", "types", "lattice", "num_atoms")),
             )
-            out.extend(self._decode_host(res)[: min(batch, total - r * batch)])
-        return out
+            res = jax.device_get(res)
+            parts.append({k: v[: min(batch, total - r * batch)] for k, v in res.items()})
+        return self._concat(parts, total)
+
+    def reconstruct(
+        self, model: CDVAEModel, key: Array, split: str = "test", **kwargs: Any
+    ) -> list[Structure | None]:
+        """:meth:`reconstruct_arrays` (same arguments) as structures; compare them with
+        :meth:`evaluate_reconstruction`."""
+        return self.decode_arrays(self.reconstruct_arrays(model, key, split, **kwargs))
 
     def optimize_property(
         self,
@@ -1060,11 +1125,30 @@ class CDVAE:
         return read_cif(path, keep_failed=True)
 
     def _fingerprints(self, split: str):
+        """The split's fingerprints: in memory, else from the disk cache
+        (``cache_dir()/crystals``, keyed by the split's parsed arrays), else computed with
+        one worker process per CPU (CrystalNN: minutes for a test split)."""
         cache = self.__dict__.setdefault("_fp_cache", {})
         if split not in cache:
-            from genmodels.metrics.crystals import fingerprints
+            import hashlib
+            import os
 
-            cache[split] = fingerprints(self.dataset(split).structures(), progress=False)
+            from genmodels.datasets.registry import cache_dir
+            from genmodels.metrics.crystals import fingerprints_cached
+
+            ds = self.dataset(split)
+            h = hashlib.sha256(b"fp-v1")
+            for a in (
+                ds.arrays.frac,
+                ds.arrays.atomic_numbers,
+                ds.arrays.num_atoms,
+                ds.arrays.lattice,
+            ):
+                h.update(np.ascontiguousarray(a).tobytes())
+            path = cache_dir() / "crystals" / f"{ds.name}-{split}-fp-{h.hexdigest()[:20]}.npz"
+            cache[split] = fingerprints_cached(
+                ds.structures(), path, n_jobs=max(1, min(os.cpu_count() or 1, 8)), progress=True
+            )
         return cache[split]
 
     def evaluate(

@@ -211,3 +211,22 @@ def test_generation_metrics_identical_sets():
     assert out["validity"] == 0.5 and out["num_valid"] == 2.0
     assert out["cov_recall"] == 1.0 and out["cov_precision"] == 0.5
     assert out["density_wdist"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fingerprints_cached_round_trip(tmp_path, monkeypatch):
+    """The cache file gives back exactly the computed fingerprints, None included."""
+    structs = [_nacl(), None, _cscl()]
+    path = tmp_path / "fp.npz"
+    first = mc.fingerprints_cached(structs, path, progress=False)
+    assert path.exists() and first[0][1] is None and first[1][1] is None
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed despite the cache")
+
+    monkeypatch.setattr(mc, "fingerprints", boom)
+    again = mc.fingerprints_cached(structs, path, progress=False)
+    for a, b in zip(first[0] + first[1], again[0] + again[1]):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    # a cache made for another number of crystals is not used
+    with pytest.raises(AssertionError, match="recomputed"):
+        mc.fingerprints_cached(structs[:2], path, progress=False)

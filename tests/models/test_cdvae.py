@@ -163,7 +163,7 @@ def test_loader_flags_and_stats(method):
     loader = method.loader()
     assert loader.teacher_forcing_steps == 1 * loader.steps_per_epoch
     b0 = loader.batch(0)
-    assert b0["frac"].shape == (4, 20, 3) and b0["types"].dtype == np.int32
+    assert b0["frac"].shape == (4, 5, 3) and b0["types"].dtype == np.int32
     assert np.all(b0["teacher_forcing"] == 1.0)
     assert np.all(loader.batch(loader.teacher_forcing_steps)["teacher_forcing"] == 0.0)
     s = method.stats

@@ -1,0 +1,32 @@
+"""Smoke test of benchmarks/cdvae.py --quick (slow: three XLA compilations of CDVAE).
+
+Run with ``pytest -m slow tests/benchmarks/test_cdvae_bench.py``. Speed is never asserted.
+"""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cdvae.py"
+needs_data = pytest.mark.skipif(
+    not os.environ.get("GENMODELS_DATA_DIR"), reason="GENMODELS_DATA_DIR (perov_5) not set"
+)
+
+
+@pytest.mark.slow
+@needs_data
+def test_quick_run_writes_results(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_cdvae", _SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "cdvae.json"
+    assert mod.main(["--quick", "--checkpoint", "init", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    (row,) = got["sampling"]
+    assert row["decoder_calls"] == 50 and row["full_schedule_calls"] == 5000
+    assert 1 <= row["padded_atoms"] <= 20
+    assert row["sample_s"] > 0 and row["decoder_alone_s"] > 0
+    assert got["training"]["iters"] == 2 and got["training"]["finite_loss"]
