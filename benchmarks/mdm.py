@@ -1,0 +1,691 @@
+"""Masked diffusion: first-hitting vs ancestral sampling at equal quality; float32 vs float64.
+
+    python benchmarks/mdm.py                                   # mdm_qm9, pretrained model
+    python benchmarks/mdm.py --checkpoint runs/mdm_qm9 --batch 512 --steps 64 256 1000
+    python benchmarks/mdm.py --checkpoint init --quick         # tiny run for the smoke test
+    python benchmarks/mdm.py --recipe mdm_mnist --checkpoint runs/mdm_mnist --batch 64
+    python benchmarks/mdm.py --help                            # all options
+
+Part 1 (speed at equal quality). At one batch size, the model is sampled with the
+first-hitting sampler (``fhs``: one token per network call, no time grid) and with the
+ancestral sampler on ``T`` uniform steps for every ``T`` of ``--steps`` (MDLM's cached
+sampler: a step whose state did not change reuses the previous logits, so it makes at
+most ``T`` calls), all at float64-grade categorical precision. Per sampler: the wall time
+of a jitted batch (median of ``--repeats`` calls after a compiling call, each blocking
+until ready), its compile time (first call minus the median call), the NFE the sampler
+reports, and quality figures on the samples of all its calls (each call has its own key;
+the keys, hence the drawn atom counts, are the same for every sampler):
+
+- molecules: ``validity_wo_correction`` (RDKit sanitization of the raw graph, the
+  method's ``decode_smiles``; ``validity`` is after GDSS's valency correction), the total
+  variation distance of the generated atom-type histogram to the training split's
+  (``token_tv``) and the same for bond orders over node pairs (``bond_tv``);
+- images: ``token_tv`` of the histogram of pixel levels to the training images'.
+
+Matching rule: the matched ``T`` is the smallest ``T`` whose ``token_tv`` is at most FHS's
+plus ``--tv-tol`` and, for molecules, whose ``validity_wo_correction`` is at least FHS's
+minus ``--validity-tol``; the speed-up is the ancestral time at that ``T`` over FHS's
+(and the NFE ratio likewise). Bootstrap standard errors (over samples) of the quality
+figures are recorded, so a tolerance can be judged against the sampling noise. No
+matched ``T`` is reported as ``null``.
+
+Part 2 (precision). FHS and the ancestral sampler at ``--precision-steps`` (default: the
+largest ``T``; ``--precision-samplers`` picks either) are run with precision float64
+and float32: float32 Gumbel noise is truncated (Zheng et al. 2024, "Masked diffusion
+models are secretly time-agnostic masked models and exploit inaccurate categorical
+sampling"), which lowers the effective temperature and with it the token diversity.
+Reported: the entropy (nats) of the generated atom types (molecules; bond orders too) or
+pixel levels (images), with its bootstrap standard error, next to the training data's,
+and NFE / time. With few categories (QM9: 4 atom types) the truncation only removes
+probabilities below ~1e-7, so the effect can be within the noise; the table shows the
+standard errors.
+
+Both recipes are supported (``mdm_qm9``, the default, and ``mdm_mnist``: one token per
+pixel, FHS makes ``H * W = 784`` calls per batch). ``--checkpoint`` is ``pretrained``
+(the recipe's shipped model), a training run folder, or ``init`` (a fresh
+``init_model(PRNGKey(0))``: meaningless quality, correct speed and NFE). ``--quick``:
+batch 16, ``T`` in (8, 32), one timed call, part 2 for the ancestral sampler only (each
+sampler configuration is one XLA compile of about 10 s on a loaded 2-core CPU); for the
+smoke test.
+
+Writes JSON (default ``benchmarks/results/mdm.json``; meta with device, JAX version and
+arguments), a PNG next to it (wall time vs NFE, quality vs NFE, entropy by precision) and
+prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from genmodels.models.mdm import MDMMolecules, dense_to_pairs
+from genmodels.models.run import load_recipe_model
+from genmodels.recipes import load_recipe
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "mdm.json"
+#: default batch per recipe kind (``--batch`` overrides)
+DEFAULT_BATCH = {"molecules": 256, "images": 64}
+QUICK_BATCH, QUICK_STEPS = 16, [8, 32]
+#: bootstrap resamples for the standard errors
+BOOTSTRAP = 200
+
+
+# ------------------------------------------------------------------------- loading
+
+
+def load(recipe: str, checkpoint: str):
+    """The recipe's config, method and model.
+
+    Args:
+      recipe: recipe name (``mdm_qm9`` or ``mdm_mnist``).
+      checkpoint: ``pretrained``, a training run folder, or ``init`` (fresh parameters
+        from ``method.init_model(PRNGKey(0))``).
+
+    Returns:
+      ``(config, method, model)``.
+
+    Raises:
+      SystemExit: ``pretrained`` where the recipe ships no pretrained model.
+    """
+    cfg, info = load_recipe(recipe)
+    if checkpoint == "init":
+        method = cfg.build()
+        return cfg, method, method.init_model(jax.random.PRNGKey(0))
+    if checkpoint == "pretrained" and not info.has_pretrained:
+        raise SystemExit(
+            f"recipe {recipe!r} ships no pretrained model (looked in {info.pretrained_dir}); "
+            "pass --checkpoint RUN_DIR (a training run) or --checkpoint init"
+        )
+    path = info.pretrained_dir if checkpoint == "pretrained" else Path(checkpoint)
+    method, model, _ = load_recipe_model(cfg, path)
+    return cfg, method, model
+
+
+def is_molecules(method) -> bool:
+    """Whether the method samples molecules (else quantized images)."""
+    return isinstance(method, MDMMolecules)
+
+
+def token_capacity(method) -> int:
+    """Token positions per sample: ``N + N (N - 1) / 2`` (molecules) or ``H * W``."""
+    if is_molecules(method):
+        n = method.max_atoms
+        return n + n * (n - 1) // 2
+    return method.config.height * method.config.width
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def entropy(p: np.ndarray) -> float:
+    """Shannon entropy (nats) of a histogram (normalized here; zero bins are skipped)."""
+    p = np.asarray(p, np.float64)
+    p = p / p.sum()
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> float:
+    """``0.5 * sum |p - q|`` of two histograms (each normalized here)."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
+def reference_stats(method) -> dict[str, Any]:
+    """Histograms and entropies of the training data's tokens.
+
+    Returns:
+      Molecules: ``atom_hist`` (atom-type frequencies over the atoms of the training
+      split), ``bond_hist`` (bond orders none/single/double/triple over the node pairs of
+      each molecule), ``token_entropy`` / ``bond_entropy`` (nats). Images: ``level_hist``
+      over the training pixels and ``token_entropy``.
+    """
+    if is_molecules(method):
+        data = method.data
+        types, bonds = data.arrays(data.train_idx)  # [M, N] with -1 padding, [M, N, N]
+        types = np.asarray(types)
+        real = types >= 0
+        atom = np.bincount(types[real], minlength=method.num_atom_types)
+        pair_real = dense_to_pairs(real[:, :, None] & real[:, None, :])
+        bond = np.bincount(dense_to_pairs(np.asarray(bonds))[pair_real], minlength=4)
+        return {
+            "atom_hist": (atom / atom.sum()).tolist(),
+            "bond_hist": (bond / bond.sum()).tolist(),
+            "token_entropy": entropy(atom),
+            "bond_entropy": entropy(bond),
+            "num_train": int(len(types)),
+        }
+    from genmodels.datasets.images import quantize
+
+    levels = method.config.levels
+    q = quantize(method.data["train"], levels)
+    hist = np.bincount(q.ravel(), minlength=levels)
+    return {
+        "level_hist": (hist / hist.sum()).tolist(),
+        "token_entropy": entropy(hist),
+        "num_train": int(len(q)),
+    }
+
+
+def sample_counts(method, state, ctx) -> dict[str, np.ndarray]:
+    """Per-sample token counts of one sampled batch.
+
+    Args:
+      method: the MDM method.
+      state: the sampled token state.
+      ctx: its context (molecules: ``node_mask`` and ``masks``; images: empty).
+
+    Returns:
+      ``{"token": [B, K]}`` (atom types or pixel levels) and, for molecules,
+      ``{"bond": [B, 4]}``, counted over real (unpadded) positions only.
+    """
+
+    def counts(x: np.ndarray, real: np.ndarray, k: int) -> np.ndarray:
+        b = x.shape[0]
+        x = x.reshape(b, -1)
+        real = real.reshape(b, -1)
+        return np.stack([np.bincount(x[i][real[i]], minlength=k) for i in range(b)])
+
+    if is_molecules(method):
+        atoms = np.asarray(state["atoms"])
+        bonds = np.asarray(state["bonds"])
+        masks = ctx["masks"]
+        return {
+            "token": counts(atoms, np.asarray(masks["atoms"]) > 0, method.num_atom_types),
+            "bond": counts(bonds, np.asarray(masks["bonds"]) > 0, 4),
+        }
+    img = np.asarray(state["image"])
+    return {"token": counts(img, np.ones(img.shape, bool), method.config.levels)}
+
+
+def _bootstrap_se(counts: np.ndarray, ref: np.ndarray | None, seed: int = 0):
+    """Bootstrap standard errors (resampling samples) of the entropy and of the TV
+    distance to ``ref`` of the pooled histogram of per-sample ``counts`` [S, K]."""
+    rng = np.random.default_rng(seed)
+    s = counts.shape[0]
+    ents, tvs = [], []
+    for _ in range(BOOTSTRAP):
+        h = counts[rng.integers(0, s, s)].sum(0)
+        if h.sum() == 0:
+            continue
+        ents.append(entropy(h))
+        if ref is not None:
+            tvs.append(total_variation(h, ref))
+    ent_se = float(np.std(ents)) if len(ents) > 1 else 0.0
+    tv_se = float(np.std(tvs)) if len(tvs) > 1 else 0.0
+    return ent_se, tv_se
+
+
+def quality(method, batches: list[tuple[Any, Any]], ref: dict[str, Any]) -> dict[str, Any]:
+    """Quality and diversity figures of sampled batches.
+
+    Args:
+      method: the MDM method.
+      batches: ``(state, ctx)`` host arrays of each sampled batch.
+      ref: :func:`reference_stats`.
+
+    Returns:
+      ``token_tv`` (TV distance of the atom-type / pixel-level histogram to the training
+      data's), ``token_entropy`` (nats), their bootstrap standard errors
+      (``token_tv_se``, ``token_entropy_se``), ``num_samples``; for molecules also
+      ``validity_wo_correction``, ``validity`` (after valency correction), ``bond_tv``,
+      ``bond_entropy`` and ``bond_entropy_se``.
+    """
+    cnt = [sample_counts(method, st, ctx) for st, ctx in batches]
+    tok = np.concatenate([c["token"] for c in cnt])
+    ref_tok = np.asarray(ref["atom_hist"] if is_molecules(method) else ref["level_hist"])
+    ent_se, tv_se = _bootstrap_se(tok, ref_tok)
+    out: dict[str, Any] = {
+        "num_samples": int(tok.shape[0]),
+        "token_tv": total_variation(tok.sum(0), ref_tok),
+        "token_tv_se": tv_se,
+        "token_entropy": entropy(tok.sum(0)),
+        "token_entropy_se": ent_se,
+        "token_hist": (tok.sum(0) / tok.sum()).tolist(),
+    }
+    if is_molecules(method):
+        from genmodels.metrics.molecules import validity
+
+        smiles, raw = [], []
+        for st, ctx in batches:
+            s, r = method.decode_smiles(st, ctx)
+            smiles += s
+            raw += r
+        bond = np.concatenate([c["bond"] for c in cnt])
+        bond_se, _ = _bootstrap_se(bond, None)
+        out.update(
+            validity_wo_correction=validity(raw),
+            validity=validity(smiles),
+            bond_tv=total_variation(bond.sum(0), ref["bond_hist"]),
+            bond_entropy=entropy(bond.sum(0)),
+            bond_entropy_se=bond_se,
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ sampling
+
+
+def sample_once(method, model, key, batch: int, sampler: str, steps: int, precision: str):
+    """One jitted batch, blocked until ready.
+
+    Returns:
+      ``(state, ctx, nfe, max_tokens, seconds)``: host arrays, the NFE the sampler
+      reports, the largest number of real tokens of a sample in the batch, wall time.
+    """
+    t0 = time.perf_counter()
+    out = method.sample_states(model, key, batch, sampler=sampler, steps=steps, precision=precision)
+    jax.block_until_ready(out)
+    dt = time.perf_counter() - t0
+    if is_molecules(method):
+        state, ctx, info = out
+        m = ctx["masks"]
+        max_tokens = int(np.max(np.sum(m["atoms"], 1) + np.sum(m["bonds"], 1)))
+    else:
+        (state, info), ctx = out, {}
+        max_tokens = token_capacity(method)
+    state, ctx = jax.device_get((state, ctx))
+    return state, ctx, int(info["nfe"]), max_tokens, dt
+
+
+def bench_sampler(
+    method,
+    model,
+    key,
+    batch: int,
+    sampler: str,
+    steps: int | None,
+    precision: str,
+    repeats: int,
+    ref: dict[str, Any],
+) -> dict[str, Any]:
+    """Time one sampler configuration and score its samples.
+
+    The first call compiles; then ``repeats`` timed calls. Call ``i`` uses
+    ``fold_in(key, i)``, so every configuration sees the same keys (and atom counts).
+
+    Args:
+      method, model: the MDM method and its model.
+      key: base PRNG key.
+      batch: samples per call.
+      sampler: ``fhs`` or ``ancestral``.
+      steps: ancestral steps ``T`` (``None`` for FHS).
+      precision: ``float64`` or ``float32`` categorical draws.
+      repeats: timed calls after the compiling one.
+      ref: :func:`reference_stats`.
+
+    Returns:
+      A row: ``sampler``, ``steps``, ``precision``, ``batch``, ``nfe`` (mean over all
+      calls), ``nfe_runs`` and ``max_tokens_runs`` (per call, the compiling one first),
+      ``sample_s`` (median timed call), ``sample_runs_s``, ``first_call_s``,
+      ``compile_s`` (first call minus median), ``samples_per_s``, ``s_per_nfe`` and
+      ``quality`` (:func:`quality` over the samples of all calls).
+    """
+    label = f"{sampler}" + (f" T={steps}" if sampler == "ancestral" else "") + f" {precision}"
+    print(f"[mdm] {label} ...", file=sys.stderr, flush=True)
+    nfes, toks, times, batches = [], [], [], []
+    for i in range(repeats + 1):
+        st, ctx, nfe, tok, dt = sample_once(
+            method, model, jax.random.fold_in(key, i), batch, sampler, steps, precision
+        )
+        nfes.append(nfe)
+        toks.append(tok)
+        times.append(dt)
+        batches.append((st, ctx))
+    med = statistics.median(times[1:])
+    nfe_mean = float(np.mean(nfes))
+    return {
+        "sampler": sampler,
+        "steps": steps if sampler == "ancestral" else None,
+        "precision": precision,
+        "batch": batch,
+        "nfe": nfe_mean,
+        "nfe_runs": nfes,
+        "max_tokens_runs": toks,
+        "sample_s": med,
+        "sample_runs_s": times[1:],
+        "first_call_s": times[0],
+        "compile_s": max(times[0] - med, 0.0),
+        "samples_per_s": batch / med,
+        "s_per_nfe": med / max(nfe_mean, 1.0),
+        "quality": quality(method, batches, ref),
+    }
+
+
+def match_quality(
+    fhs: dict[str, Any],
+    ancestral: list[dict[str, Any]],
+    tv_tol: float,
+    validity_tol: float,
+) -> dict[str, Any]:
+    """The ancestral ``T`` that matches FHS's quality, and FHS's speed-up over it.
+
+    Rule: the smallest ``T`` with ``token_tv <= fhs.token_tv + tv_tol`` and (molecules)
+    ``validity_wo_correction >= fhs.validity_wo_correction - validity_tol``.
+
+    Args:
+      fhs: the FHS row of :func:`bench_sampler`.
+      ancestral: the ancestral rows (any order).
+      tv_tol, validity_tol: the tolerances.
+
+    Returns:
+      ``rule`` (text), ``matched_steps`` (``None`` when no ``T`` matches),
+      ``speedup_time`` (ancestral time / FHS time at the matched ``T``), ``nfe_ratio``
+      (ancestral NFE / FHS NFE there), and ``per_steps``: the same two ratios and whether
+      each ``T`` matches, for every ``T``.
+    """
+    fq = fhs["quality"]
+    mol = "validity_wo_correction" in fq
+
+    def ok(q: dict[str, Any]) -> bool:
+        good = q["token_tv"] <= fq["token_tv"] + tv_tol
+        if mol:
+            good = (
+                good and q["validity_wo_correction"] >= fq["validity_wo_correction"] - validity_tol
+            )
+        return bool(good)
+
+    rule = f"smallest T with token_tv <= FHS token_tv + {tv_tol:g}"
+    if mol:
+        rule += f" and validity_wo_correction >= FHS's - {validity_tol:g}"
+    per = []
+    for r in sorted(ancestral, key=lambda r: r["steps"]):
+        per.append(
+            {
+                "steps": r["steps"],
+                "matches": ok(r["quality"]),
+                "speedup_time": r["sample_s"] / fhs["sample_s"],
+                "nfe_ratio": r["nfe"] / max(fhs["nfe"], 1.0),
+            }
+        )
+    hit = next((p for p in per if p["matches"]), None)
+    return {
+        "rule": rule,
+        "tv_tol": tv_tol,
+        "validity_tol": validity_tol if mol else None,
+        "matched_steps": hit["steps"] if hit else None,
+        "speedup_time": hit["speedup_time"] if hit else None,
+        "nfe_ratio": hit["nfe_ratio"] if hit else None,
+        "per_steps": per,
+    }
+
+
+# -------------------------------------------------------------------------- output
+
+
+def _label(r: dict[str, Any]) -> str:
+    return "fhs" if r["sampler"] == "fhs" else f"ancestral T={r['steps']}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The markdown tables of a result (part 1, the match, part 2)."""
+    mol = result["meta"]["kind"] == "molecules"
+    tok = "atom" if mol else "level"
+    lines = [
+        f"| sampler | NFE | time (s) | compile (s) | {'valid w/o corr. | ' if mol else ''}"
+        f"{tok} TV | {tok} entropy (nats) |",
+        "|---|---|---|---|---|---|" + ("---|" if mol else ""),
+    ]
+    for r in result["samplers"]:
+        q = r["quality"]
+        val = f"{q['validity_wo_correction']:.3f} | " if mol else ""
+        lines.append(
+            f"| {_label(r)} | {r['nfe']:.0f} | {r['sample_s']:.3f} | {r['compile_s']:.1f} | "
+            f"{val}{q['token_tv']:.4f} ± {q['token_tv_se']:.4f} | "
+            f"{q['token_entropy']:.4f} ± {q['token_entropy_se']:.4f} |"
+        )
+    m = result["match"]
+    lines.append("")
+    if m["matched_steps"] is None:
+        lines.append(f"matching rule ({m['rule']}): no T matches FHS's quality")
+    else:
+        lines.append(
+            f"matching rule ({m['rule']}): T = {m['matched_steps']}; FHS speed-up "
+            f"(ancestral / FHS) {m['speedup_time']:.2f}x in time, "
+            f"{m['nfe_ratio']:.2f}x in NFE"
+        )
+    ref = result["reference"]
+    lines += [
+        "",
+        f"| sampler | precision | NFE | time (s) | {tok} entropy (nats)"
+        + (" | bond entropy (nats)" if mol else "")
+        + " |",
+        "|---|---|---|---|---|" + ("---|" if mol else ""),
+    ]
+    for r in result["precision"]:
+        q = r["quality"]
+        bond = f" | {q['bond_entropy']:.4f} ± {q['bond_entropy_se']:.4f}" if mol else ""
+        lines.append(
+            f"| {_label(r)} | {r['precision']} | {r['nfe']:.0f} | {r['sample_s']:.3f} | "
+            f"{q['token_entropy']:.4f} ± {q['token_entropy_se']:.4f}{bond} |"
+        )
+    bond = f" | {ref['bond_entropy']:.4f}" if mol else ""
+    lines.append(f"| training data | | | | {ref['token_entropy']:.4f}{bond} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """PNG: wall time vs NFE, quality vs NFE (ancestral per ``T``, FHS as a star) and
+    the token entropy by precision (bars with bootstrap errors, training data dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    mol = result["meta"]["kind"] == "molecules"
+    tok = "atom-type" if mol else "pixel-level"
+    anc = sorted(
+        (r for r in result["samplers"] if r["sampler"] == "ancestral"), key=lambda r: r["steps"]
+    )
+    fhs = next(r for r in result["samplers"] if r["sampler"] == "fhs")
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    a = ax[0]
+    a.plot([r["nfe"] for r in anc], [r["sample_s"] for r in anc], "o-", label="ancestral")
+    for r in anc:
+        a.annotate(f"T={r['steps']}", (r["nfe"], r["sample_s"]), fontsize=8)
+    a.plot([fhs["nfe"]], [fhs["sample_s"]], "r*", ms=14, label="first-hitting")
+    a.set(xscale="log", yscale="log", xlabel="NFE", ylabel="wall time per batch (s)")
+    a.set_title(f"batch {fhs['batch']}, float64 draws")
+    a.legend()
+
+    a = ax[1]
+    a.errorbar(
+        [r["nfe"] for r in anc],
+        [r["quality"]["token_tv"] for r in anc],
+        yerr=[r["quality"]["token_tv_se"] for r in anc],
+        fmt="o-",
+        label=f"ancestral {tok} TV",
+    )
+    a.errorbar(
+        [fhs["nfe"]],
+        [fhs["quality"]["token_tv"]],
+        yerr=[fhs["quality"]["token_tv_se"]],
+        fmt="r*",
+        ms=14,
+        label=f"FHS {tok} TV",
+    )
+    a.set(xscale="log", xlabel="NFE", ylabel=f"{tok} TV to training data")
+    if mol:
+        b = a.twinx()
+        b.plot(
+            [r["nfe"] for r in anc],
+            [r["quality"]["validity_wo_correction"] for r in anc],
+            "s--",
+            color="tab:green",
+            label="ancestral validity",
+        )
+        b.plot(
+            [fhs["nfe"]],
+            [fhs["quality"]["validity_wo_correction"]],
+            "gP",
+            ms=11,
+            label="FHS validity",
+        )
+        b.set(ylabel="validity w/o correction", ylim=(0, 1.05))
+        b.legend(loc="lower right", fontsize=8)
+    a.legend(loc="upper right", fontsize=8)
+    a.set_title("quality vs NFE")
+
+    a = ax[2]
+    rows = result["precision"]
+    groups = list(dict.fromkeys(_label(r) for r in rows))
+    precs = ["float64", "float32"]
+    w = 0.38
+    for j, p in enumerate(precs):
+        rs = [
+            next((r for r in rows if _label(r) == g and r["precision"] == p), None) for g in groups
+        ]
+        xs = [i + (j - 0.5) * w for i, r in enumerate(rs) if r is not None]
+        ys = [r["quality"]["token_entropy"] for r in rs if r is not None]
+        es = [r["quality"]["token_entropy_se"] for r in rs if r is not None]
+        a.bar(xs, ys, w, yerr=es, capsize=4, label=p)
+    a.axhline(result["reference"]["token_entropy"], ls="--", c="k", label="training data")
+    a.set_xticks(range(len(groups)), groups)
+    a.set_xlim(-0.8, len(groups) - 0.2)
+    ent = [r["quality"]["token_entropy"] for r in rows] + [result["reference"]["token_entropy"]]
+    lo, hi = min(ent), max(ent)
+    pad = max(hi - lo, 0.02)
+    a.set_ylim(max(lo - pad, 0.0), hi + pad)
+    a.set(ylabel=f"{tok} entropy (nats)")
+    a.set_title("diversity by categorical precision")
+    a.legend(fontsize=8)
+
+    for a in ax[:2]:  # NFE as plain numbers at 1, 2, 5 x 10^k
+        a.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        a.xaxis.set_major_formatter(ticker.ScalarFormatter())
+        a.xaxis.set_minor_formatter(ticker.NullFormatter())
+    fig.suptitle(
+        f"{result['meta']['recipe']} ({result['meta']['checkpoint']}) on {result['meta']['device']}"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options (see ``--help``); ``--quick`` overrides batch, steps, repeats."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--recipe", default="mdm_qm9", help="mdm_qm9 (default) or mdm_mnist")
+    p.add_argument("--checkpoint", default="pretrained", help="pretrained, a run folder, or init")
+    p.add_argument("--batch", type=int, default=None, help="default 256 (QM9), 64 (MNIST)")
+    p.add_argument("--steps", type=int, nargs="+", default=[64, 256, 1000], help="ancestral T")
+    p.add_argument(
+        "--precision-steps", type=int, default=None, help="ancestral T of part 2 (max T)"
+    )
+    p.add_argument(
+        "--precision-samplers",
+        nargs="+",
+        choices=["fhs", "ancestral"],
+        default=["fhs", "ancestral"],
+        help="samplers of part 2",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="timed calls after the compiling one")
+    p.add_argument("--tv-tol", type=float, default=0.01, help="matching rule: token TV slack")
+    p.add_argument("--validity-tol", type=float, default=0.05, help="matching: validity slack")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick", action="store_true", help="batch 16, T in (8, 32), part 2 ancestral only"
+    )
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON path (the PNG goes next to it)")
+    p.add_argument("--plot", default=None, help="PNG path (default: --out with .png)")
+    a = p.parse_args(list(argv))
+    if a.quick:
+        a.batch, a.steps, a.repeats = QUICK_BATCH, list(QUICK_STEPS), 1
+        a.precision_samplers = ["ancestral"]
+    if a.repeats < 1:
+        p.error("--repeats must be at least 1")
+    a.steps = sorted(set(a.steps))
+    if a.precision_steps is None:
+        a.precision_steps = a.steps[-1]
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the tables, write the JSON and the PNG.
+
+    Args:
+      argv: command-line arguments (default ``sys.argv[1:]``).
+
+    Returns:
+      The JSON object written.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = parse_args(argv)
+    t_start = time.perf_counter()
+    _, method, model = load(a.recipe, a.checkpoint)
+    kind = "molecules" if is_molecules(method) else "images"
+    batch = a.batch or DEFAULT_BATCH[kind]
+    ref = reference_stats(method)
+    key = jax.random.PRNGKey(a.seed)
+
+    def run(sampler, steps, precision):
+        return bench_sampler(method, model, key, batch, sampler, steps, precision, a.repeats, ref)
+
+    rows = [run("fhs", None, "float64")] + [run("ancestral", t, "float64") for t in a.steps]
+    match = match_quality(rows[0], rows[1:], a.tv_tol, a.validity_tol)
+    prec_rows = []
+    for sampler in a.precision_samplers:
+        steps = a.precision_steps if sampler == "ancestral" else None
+        for precision in ("float64", "float32"):
+            same = [
+                r
+                for r in rows
+                if r["sampler"] == sampler and r["steps"] == steps and r["precision"] == precision
+            ]
+            prec_rows.append(same[0] if same else run(sampler, steps, precision))
+    meta = {
+        "device": str(jax.devices()[0]),
+        "platform": jax.devices()[0].platform,
+        "jax": jax.__version__,
+        "args": vars(a),
+        "command": " ".join(["python", "benchmarks/mdm.py", *argv]),
+        "recipe": a.recipe,
+        "checkpoint": a.checkpoint,
+        "kind": kind,
+        "batch": batch,
+        "token_capacity": token_capacity(method),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "total_s": time.perf_counter() - t_start,
+    }
+    result = {
+        "benchmark": "mdm",
+        "meta": meta,
+        "reference": ref,
+        "samplers": rows,
+        "match": match,
+        "precision": prec_rows,
+    }
+    out = Path(a.out)
+    png = Path(a.plot) if a.plot else out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, png)
+    print(
+        f"\n{a.recipe} ({a.checkpoint}) on {meta['device']}, batch {batch}, "
+        f"{token_capacity(method)} token positions per sample, median of {a.repeats} "
+        f"timed call(s); ± bootstrap standard errors.\n"
+    )
+    print(markdown(result))
+    print(f"\nwrote {out} and {png}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
+    raise SystemExit(0)
