@@ -11,6 +11,7 @@ from genmodels.nets.graph import (
 from genmodels.nets.graph_transformer import GraphTransformer, GraphTransformerConfig
 from genmodels.nets.mlp import TimeMLP
 from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
+from genmodels.nets.unet import UNet, UNetConfig
 
 __all__ = [
     "GDSS_NET_CONFIGS",
@@ -24,5 +25,7 @@ __all__ = [
     "TimeMLP",
     "TokenConvConfig",
     "TokenConvNet",
+    "UNet",
+    "UNetConfig",
     "sinusoidal_embedding",
 ]
