@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="default: recipes/pretrained/<recipe>/metrics.json")
     ap.add_argument("--generated", nargs="+", default=None, help="CDVAE: arrays, one per seed")
     ap.add_argument("--reconstructed", nargs="+", default=None, help="CDVAE: one per seed")
+    ap.add_argument(
+        "--reconstruct-num",
+        type=int,
+        default=None,
+        help="CDVAE: reconstruct only the first N test crystals (default: all)",
+    )
     ap.add_argument("--arrays-from", default=None, help="where --generated were decoded")
     ap.add_argument(
         "--array-wall-s",
@@ -109,11 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 gen = method.sample_arrays(model, key, num)
                 sample_s.append(time.perf_counter() - t0)
+            if i == 0:  # the arrays behind the figures, for plots (notebooks/crystals.ipynb)
+                out_dir = Path(args.out).parent if args.out else info.pretrained_dir
+                np.savez_compressed(out_dir / "generated.npz", **gen)
             m = method.evaluate(method.decode_arrays(gen), split="test")
             if args.reconstructed:
                 rec = dict(np.load(args.reconstructed[i]))
             else:
-                rec = method.reconstruct_arrays(model, key, "test")
+                rec = method.reconstruct_arrays(model, key, "test", num=args.reconstruct_num)
             m.update(method.evaluate_reconstruction(method.decode_arrays(rec), split="test"))
             m["num_reconstructed"] = float(rec["num_atoms"].shape[0])
             m = {k: float(v) for k, v in m.items()}
@@ -150,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             "python benchmarks/pretrained_metrics.py "
             + args.recipe
             + f" --train-run runs/{args.recipe} --seeds "
-            + " ".join(map(str, args.seeds)),
+            + " ".join(map(str, args.seeds))
+            + (f" --reconstruct-num {args.reconstruct_num}" if args.reconstruct_num else ""),
         ],
         "arrays_from": args.arrays_from,
         "machine": {
