@@ -254,6 +254,30 @@ register(
     )
 )
 
+_CIFAR10 = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+register(
+    DatasetCard(
+        name="cifar10",
+        files=(
+            FileSpec(
+                "cifar10/cifar-10-python.tar.gz",
+                _CIFAR10,
+                "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+            ),
+        ),
+        licence="no licence stated; the CIFAR page asks users to cite the technical report",
+        citation="Krizhevsky. Learning multiple layers of features from tiny images. Tech. report, U. Toronto, 2009.",
+        description="60,000 32x32 colour images in 10 classes (50,000 train, 10,000 test), "
+        "python pickle batches.",
+        notes=(
+            "Loaders read the extracted folder cifar10/cifar-10-batches-py (data_batch_1..5, "
+            "test_batch); when it is absent the archive above is fetched and extracted.",
+            "The batches are Python pickles: pickles run code when loaded, so only load "
+            "files from a trusted source (the archive's checksum is pinned).",
+        ),
+    )
+)
+
 
 def data_dir() -> Path:
     """``$GENMODELS_DATA_DIR`` or ``./data``."""

@@ -15,6 +15,9 @@ _TABLE = {
     "read_cif": "crystals",
     "write_cif": "crystals",
     "write_extxyz": "crystals",
+    "read_images_npz": "images",
+    "write_images_npz": "images",
+    "image_grid": "images",
 }
 __all__ = sorted(_TABLE)
 __getattr__, __dir__ = lazy_exports(__name__, _TABLE)

@@ -62,6 +62,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from genmodels.core.types import Array, Context, State
+from genmodels.domains.images import read_images_npz, write_images_npz
 from genmodels.models.base import split_model
 from genmodels.models.gdss import MOLECULE_DATASETS, GDSSMolecules
 from genmodels.nets.conv import TokenConvConfig
@@ -713,31 +714,13 @@ class MDMImages:
         return dequantize(tokens, self.config.levels)[..., None]
 
     def write_samples(self, samples: np.ndarray, path: Path) -> None:
-        """``.npz`` with uint8 ``images`` [N, H, W, C] and a PNG grid of the first 100."""
-        from PIL import Image
-
-        x = np.asarray(samples, np.uint8)
-        path = Path(path)
-        np.savez_compressed(path, images=x)
-        k = min(len(x), 100)
-        cols = min(k, 10)
-        rows = math.ceil(k / cols) if k else 0
-        h, w = x.shape[1:3]
-        grid = np.zeros((rows * h, cols * w), np.uint8)
-        for i in range(k):
-            r, q = divmod(i, cols)
-            grid[r * h : (r + 1) * h, q * w : (q + 1) * w] = x[i, ..., 0]
-        if k:
-            Image.fromarray(grid).save(path.with_suffix(".png"))
+        """``.npz`` with uint8 ``images`` [N, H, W, C] and a PNG grid of the first 100
+        (:func:`genmodels.domains.images.write_images_npz`)."""
+        write_images_npz(path, samples)
 
     def read_samples(self, path: Path) -> np.ndarray:
-        with np.load(path) as f:
-            if "images" not in f:
-                raise ValueError(f"{path}: no 'images' array (keys: {list(f.keys())})")
-            x = f["images"]
-        if x.ndim != 4 or x.dtype != np.uint8:
-            raise ValueError(f"{path}: 'images' is {x.dtype} {x.shape}, expected uint8 [N,H,W,C]")
-        return x
+        """uint8 [N, H, W, C] from a sample ``.npz`` (clear errors on a bad file)."""
+        return read_images_npz(path)
 
     def evaluate(
         self, samples: np.ndarray, split: str = "test", meta: dict | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = No
         import dataclasses
 
         tcfg = dataclasses.replace(tcfg, progress=progress)
-    model = method.init_model(jax.random.PRNGKey(tcfg.seed))
+    key = jax.random.PRNGKey(tcfg.seed)
+    if hasattr(method, "init_train_model"):
+        # methods that start from another model's parameters and keep artefacts in the run
+        # folder (BOSS straightening: the teacher's weights and boss_grids.json)
+        model = method.init_train_model(key, Path(workdir))
+    else:
+        model = method.init_model(key)
     return train(model, method.loss_fn, method.loader(), tcfg, config.optim, workdir, config=config)
 
 
@@ -43,6 +50,9 @@ def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool | None =
     # initialization, which costs a compile per parameter shape)
     model = nnx.eval_shape(lambda: method.init_model(jax.random.PRNGKey(config.train.seed)))
     model, meta = load_model(model, checkpoint, ema=ema)
+    if hasattr(method, "checkpoint_dir"):
+        # methods that keep sampler artefacts next to the parameters (BOSS time grids)
+        method.checkpoint_dir = Path(checkpoint)
     return method, model, meta
 
 
@@ -110,8 +120,17 @@ def export_recipe(
     from genmodels.train.export import export_model
 
     ema = bool(getattr(config, "sample_use_ema", True))
-    _, model, meta = load_recipe_model(config, checkpoint, ema=ema)
-    return export_model(model, dest, meta=meta, params="ema" if ema else "raw", overwrite=overwrite)
+    method, model, meta = load_recipe_model(config, checkpoint, ema=ema)
+    folder = export_model(
+        model, dest, meta=meta, params="ema" if ema else "raw", overwrite=overwrite
+    )
+    # sampler artefacts kept next to the parameters (BOSS time grids) travel with them
+    run = Path(checkpoint)
+    run = run.parent if run.name == "checkpoints" else run
+    for name in getattr(method, "artefacts", ()):
+        if (run / name).is_file():
+            shutil.copy2(run / name, Path(dest) / name)
+    return folder
 
 
 def sidecar_path(samples: str | Path) -> Path:
