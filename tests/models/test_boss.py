@@ -46,7 +46,7 @@ def config():
         net=UNetConfig(in_channels=1, out_channels=1, img_resolution=8, model_channels=8,
                        channel_mult=(1,), num_blocks=1, attn_resolutions=(), dropout=0.0),
         sample_batch=4,
-        train=TrainConfig(steps=1, batch_size=4, progress=False),
+        train=TrainConfig(steps=1, batch_size=8, progress=False),
     )
 '''
 

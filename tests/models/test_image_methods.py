@@ -65,11 +65,12 @@ def tiny_config(recipe: str):
 
 @pytest.fixture(scope="module", params=RECIPES)
 def trained(request, tmp_path_factory):
-    """``genmodels train RECIPE`` for 2 steps of batch 4 with the tiny UNet."""
+    """``genmodels train RECIPE`` for 2 steps of batch 8 (divisible by the 8 simulated CPU
+    devices of CI) with the tiny UNet."""
     recipe = request.param
     work = tmp_path_factory.mktemp(recipe)
     args = ["train", recipe, "--workdir", str(work), "--train.steps", "2"]
-    args += ["--train.batch-size", "4", "--train.log-every", "1", "--train.progress", "False"]
+    args += ["--train.batch-size", "8", "--train.log-every", "1", "--train.progress", "False"]
     assert main(args + net_flags("")) == 0
     cfg = tiny_config(recipe)
     method, model, _ = load_recipe_model(cfg, work)
