@@ -509,8 +509,11 @@ class BossStraighten(FlowImages):
         c = self.config
         meta = self._pairs_meta(times)
         cache = None if self.workdir is None else self.workdir / PAIRS_FILE
-        if cache is not None and cache.is_file():
-            with np.load(cache) as f:
+        # a loaded run folder (load_recipe_model sets checkpoint_dir) is read, never written
+        folder = self.checkpoint_dir
+        found = cache or (None if folder is None else Path(folder) / PAIRS_FILE)
+        if found is not None and found.is_file():
+            with np.load(found) as f:
                 if json.loads(str(f["meta"])) == meta:
                     return f["traj"]
         method, teacher, _ = self.load_teacher()

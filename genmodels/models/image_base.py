@@ -223,9 +223,10 @@ class ImageMethod:
         steps: int | None = None,
         batch_size: int | None = None,
         progress: bool = True,
+        return_nfe: bool = False,
         **options: Any,
-    ) -> np.ndarray:
-        """``num`` images, uint8 [num, H, W, C].
+    ) -> np.ndarray | tuple[np.ndarray, int]:
+        """``num`` images, uint8 [num, H, W, C] (and the sampler's NFE with ``return_nfe``).
 
         Args:
           model: the network (EMA parameters for the recipes' samples).
@@ -235,14 +236,15 @@ class ImageMethod:
           steps: sampler steps (default: the config's).
           batch_size: images per jitted call (default: ``sample_batch``).
           progress: tqdm bar over the rounds.
+          return_nfe: also return the number of network evaluations per image.
           options: method-specific sampler options (flow: ``grid``).
         """
         sampler, steps, extra = self._resolve(sampler, steps, dict(options))
         batch = min(batch_size or self.config.sample_batch, max(num, 1))
         rounds = math.ceil(num / batch)
-        out = []
+        out, nfe = [], 0
         for r in tqdm(range(rounds), desc="sample", disable=not progress or rounds == 1):
-            st, _ = self.sample_states(
+            st, info = self.sample_states(
                 model,
                 jax.random.fold_in(key, r),
                 batch,
@@ -251,9 +253,9 @@ class ImageMethod:
                 **({} if extra is None else {"grid": extra}),
             )
             out.append(dom.decode(st))
-        if not out:
-            return np.zeros((0, *self.image_shape), np.uint8)
-        return np.concatenate(out)[:num]
+            nfe = int(info["nfe"])
+        images = np.concatenate(out)[:num] if out else np.zeros((0, *self.image_shape), np.uint8)
+        return (images, nfe) if return_nfe else images
 
     # ------------------------------------------------------------ files, metrics
     def write_samples(self, samples: np.ndarray, path: Path) -> None:

@@ -251,10 +251,11 @@ def test_straightening_end_to_end(tiny, monkeypatch):
         np.testing.assert_array_equal(grids[k], tgrids[k])
     assert json.loads((wd / BOSS_GRIDS_FILE).read_text())["straightened_k"] == 3
 
-    # a fresh method reads the cached pairs: no teacher trajectory is recomputed
+    # a method loaded from the run folder reads its cached pairs (through checkpoint_dir,
+    # without a workdir to write to): no teacher trajectory is recomputed
     cfg, _ = load_recipe("boss_tiny")
     method, student, _ = load_recipe_model(cfg, wd)
-    method.workdir = wd
+    assert method.workdir is None and method.checkpoint_dir == wd
     monkeypatch.setattr(boss_mod, "reference_trajectories", None)  # fails if called
     prep = method.prepare()
     assert prep["train"].shape == (16, 4, 8, 8, 1) and prep["heldout"].shape == (4, 4, 8, 8, 1)
