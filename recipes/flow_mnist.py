@@ -11,7 +11,8 @@ Departures, to train in about 25 minutes on 2 CPU cores: a 0.32M-parameter UNet
 channels, one residual block per level, attention at 7 x 7 only, no dropout) instead of
 the 62M DDPM++; batch 64; lr 1e-3 with 100 warm-up steps and a cosine decay to 1e-4
 (instead of a constant 2e-4); EMA 0.995 instead of 0.999999 (the run is only 900 steps);
-no random flips (digits are not mirror-symmetric); 50 Euler steps by default.
+no random flips (digits are not mirror-symmetric); 20 Euler steps by default (20 NFE;
+the BOSS grids of ``boss_mnist`` do better with fewer, see ``benchmarks/boss.py``).
 
 Measured speed (``genmodels train flow_mnist``, batch 64): 2.8 CPU-seconds per step (the
 UNet costs 0.11 GFLOP per image forward, 0.33 with the gradient; XLA:CPU's kernel-gradient
@@ -19,7 +20,7 @@ convolutions are the slow part). On the 2 cores while four other jobs ran (load 
 ~8) that was 5.5 s per step (0.18 steps/s); with the 2 cores free it is about 1.5-1.8 s per
 step (0.55-0.65 steps/s), so the 900 steps take about 25 minutes (about 80 minutes on
 cores as busy as during the measurement). Sampling: one Euler step at batch 250 costs about
-2-3 CPU-seconds, so 50 steps are about 2 CPU-minutes per 250 images.
+2-3 CPU-seconds, so 20 steps are about 1 CPU-minute per 250 images.
 """
 
 from genmodels.models.flow import FlowImageConfig
@@ -44,7 +45,7 @@ def config() -> FlowImageConfig:
         t_eps=1e-3,
         time_scale=999.0,
         sampler="euler",
-        sample_steps=50,
+        sample_steps=20,
         sample_batch=250,
         train=TrainConfig(steps=900, batch_size=64, ema_decay=0.995, log_every=25, ckpt_every=300),
         optim=OptimConfig(
