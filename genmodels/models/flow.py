@@ -298,7 +298,8 @@ class FlowImages(ImageMethod):
 
     # -------------------------------------------------------------- sampling
     def boss_grid(self, steps: int | None) -> np.ndarray:
-        """The stored BOSS grid for ``steps`` steps (``None``: the file's only grid).
+        """The stored BOSS grid for ``steps`` steps (``None``: the config's
+        ``sample_steps`` when the file has that grid, else the file's only grid).
 
         Looks at the config's ``boss_grids`` path, else ``boss_grids.json`` in
         :attr:`checkpoint_dir`.
@@ -329,6 +330,8 @@ class FlowImages(ImageMethod):
                 f"--sampler euler / heun"
             )
         grids = read_boss_grids(path)
+        if steps is None and int(self.config.sample_steps) in grids:
+            steps = int(self.config.sample_steps)
         if steps is None:
             if len(grids) != 1:
                 raise ValueError(
