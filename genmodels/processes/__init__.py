@@ -11,6 +11,7 @@ from genmodels.processes.base import (
     prior_state,
     uniform_times,
 )
+from genmodels.processes.discrete import DiscreteDiffusion
 from genmodels.processes.flow import LinearFlow, ot_cost_matrix, ot_pair, ot_permutation
 from genmodels.processes.levels import NoiseLevels
 from genmodels.processes.masked import CosineSchedule, LinearSchedule, MaskedDiffusion
@@ -28,6 +29,7 @@ __all__ = [
     "VESDE",
     "VPSDE",
     "CosineSchedule",
+    "DiscreteDiffusion",
     "LinearFlow",
     "LinearSchedule",
     "MaskedDiffusion",

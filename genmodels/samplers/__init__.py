@@ -5,6 +5,7 @@ with ``info["nfe"]`` the number of network evaluations; loops are ``lax.scan``/`
 and the domain's ``constrain`` hook runs after every step.
 """
 
+from genmodels.samplers.blockwise import blockwise_sample, discrete_denoise
 from genmodels.samplers.boss import (
     BossGrid,
     cost_matrix,
@@ -33,7 +34,9 @@ __all__ = [
     "ReverseDiffusion",
     "ancestral_sample",
     "annealed_langevin_sample",
+    "blockwise_sample",
     "cost_matrix",
+    "discrete_denoise",
     "euler_sample",
     "first_hitting_sample",
     "heun_sample",
