@@ -12,6 +12,7 @@ from genmodels.nets.graph import (
 from genmodels.nets.graph_transformer import GraphTransformer, GraphTransformerConfig
 from genmodels.nets.mlp import TimeMLP
 from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
+from genmodels.nets.ppgn import PPGNTransformer, PPGNTransformerConfig, causal_block_mask
 from genmodels.nets.unet import UNet, UNetConfig
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "GraphTransformer",
     "GraphTransformerConfig",
     "ImageClassifier",
+    "PPGNTransformer",
+    "PPGNTransformerConfig",
     "PeriodicDecoder",
     "PeriodicEncoder",
     "ScoreNetworkA",
@@ -30,5 +33,6 @@ __all__ = [
     "TokenConvNet",
     "UNet",
     "UNetConfig",
+    "causal_block_mask",
     "sinusoidal_embedding",
 ]

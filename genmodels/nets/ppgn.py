@@ -1,0 +1,307 @@
+"""The higher-order graph transformer of PARD: attention layers interleaved with PPGN blocks.
+
+PARD (Zhao et al., NeurIPS 2024) generates a graph block by block; its denoiser works on
+dense node features ``X`` [B, N, C] and edge features ``E`` [B, N, N, C_e] and alternates a
+transformer block (nodes attend to nodes, edges steer the attention and carry values) with a
+PPGN block (Maron et al. 2019: an edge update by a channel-wise matrix product, which is as
+expressive as the 3-WL test). Every block is pre-norm with residual updates. A boolean
+``edge_mask`` [B, N, N] marks the real pairs; an optional ``causal`` [B, N, N] mask (``i``
+may read ``j``, see :func:`causal_block_mask`) makes the network autoregressive over blocks.
+
+Masks: with a causal mask the pair mask becomes ``M = edge_mask & (causal | causal^T)``;
+the node mask is ``m_i = any_j M_ij``; the attention mask is ``A = causal`` (or ``M``
+without one). ``LN`` below is LayerNorm followed by the mask of its position.
+
+Transformer block (``H`` heads of size ``d = C / H``)::
+
+    x~ = LN(X),  e~ = LN(E)
+    (a_i, b_i) = W_qk x~_i,   (p_ij, r_ij) = U_qk e~_ij             # C_e channels each
+    s_ij  = a_i + b_j
+    f_ij  = SiLU(r_ij + SiLU(s_ij) * p_ij + s_ij) M_ij              # [B, N, N, C_e]
+    E_ij <- E_ij + W_oe f_ij M_ij
+    alpha_ij^h = softmax_{j: A_ij}(w_h . f_ij)                      # 0 on masked rows
+    y_i^h = sum_j alpha_ij^h (V x~_j m_j + V' f_ij M_ij)^h           # [B, N, H, d]
+    X_i <- X_i + W_o concat_h(y_i^h) m_i
+    X_i <- X_i + MLP(LN(X)_i) m_i                                    # hidden 2C
+
+PPGN block on the edges::
+
+    e~ = LN(E)
+    u = SiLU(MLP_1([e~, e~^T])) M,    v = SiLU(MLP_2(e~)) M         # [B, N, N, C_e]
+    P_ij = sum_{k: A_ik or A_jk} u_ik v_kj                          # per channel
+    E_ij <- E_ij + W_p P_ij M_ij
+    E_ij <- E_ij + MLP_3(LN(E)_ij) M_ij                              # hidden 2 C_e
+
+(``[e~, e~^T]`` only with ``add_transpose``; without a causal mask ``P = u @ v`` over every
+``k``.) The restricted product is computed as ``(u * A) @ v + (u * (1 - A)) @ (v * A^T)``,
+i.e. two batched einsums. The network ends with ``X <- MLP(LN(X)) m`` and
+``E <- MLP(LN(E)) M`` (``Linear -> SiLU -> Linear``, widths C and C_e).
+
+Properties: permutation-equivariant (per node / per pair maps, masked sums over nodes);
+padded nodes and pairs are zeroed and never read, so real outputs do not depend on them and
+padded outputs are 0. With the block-causal mask, a real node or a pair of real nodes of
+block ``b`` only reads real nodes of blocks ``<= b``, and real nodes never read virtual ones.
+
+Departure from the reference code: LayerNorm (per position, then masked) replaces its
+masked BatchNorm, whose batch statistics couple the samples of a batch and need running
+averages at sampling time. Inputs are channels-last; the reference is channels-first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+__all__ = [
+    "PPGNBlock",
+    "PPGNTransformer",
+    "PPGNTransformerConfig",
+    "PPGNTransformerLayer",
+    "causal_block_mask",
+    "edge_mask_from_causal",
+]
+
+# Logit of a masked key: finite (a fully masked row stays NaN-free), exp() underflows to 0.
+_NEG = -1e9
+
+
+def causal_block_mask(block_id: Array, virtual: Array) -> Array:
+    """Which node may read which under block-wise autoregression (PARD).
+
+    Args:
+      block_id: int [B, N] block of each node; ``-1`` marks padding.
+      virtual: bool [B, N], true for the virtual (to-be-generated) nodes of a block.
+
+    Returns:
+      bool [B, N, N]; entry ``(i, j)`` is true iff both nodes are real (``block_id >= 0``)
+      and either they share block and virtual flag, or ``j`` is a non-virtual node of an
+      earlier block than ``i``.
+    """
+    bi, bj = block_id[..., :, None], block_id[..., None, :]
+    vi, vj = virtual[..., :, None], virtual[..., None, :]
+    real = (bi >= 0) & (bj >= 0)
+    same = (bi == bj) & (vi == vj)
+    earlier = (bi > bj) & ~vj
+    return real & (same | earlier)
+
+
+def edge_mask_from_causal(causal: Array) -> Array:
+    """The symmetric pair mask ``causal | causal^T`` ([..., N, N] bool)."""
+    return causal | jnp.swapaxes(causal, -1, -2)
+
+
+class _MLP(nnx.Module):
+    """``Linear -> SiLU -> Linear``."""
+
+    def __init__(self, din: int, dhid: int, dout: int, *, rngs: nnx.Rngs):
+        self.l1 = nnx.Linear(din, dhid, rngs=rngs)
+        self.l2 = nnx.Linear(dhid, dout, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        return self.l2(jax.nn.silu(self.l1(x)))
+
+
+class PPGNTransformerLayer(nnx.Module):
+    """The transformer block of the module docstring (pre-norm, residual).
+
+    Args:
+      dx: node width C (divisible by ``heads``).
+      de: edge width C_e.
+      heads: H.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, dx: int, de: int, heads: int, *, rngs: nnx.Rngs):
+        if dx % heads:
+            raise ValueError(f"node width {dx} is not divisible by {heads} heads")
+        self.heads = heads
+        self.ln_x = nnx.LayerNorm(dx, rngs=rngs)
+        self.ln_e = nnx.LayerNorm(de, rngs=rngs)
+        self.ln_ffn = nnx.LayerNorm(dx, rngs=rngs)
+        self.qk_node = nnx.Linear(dx, 2 * de, rngs=rngs)
+        self.qk_edge = nnx.Linear(de, 2 * de, rngs=rngs)
+        self.v_node = nnx.Linear(dx, dx, rngs=rngs)
+        self.v_edge = nnx.Linear(de, dx, rngs=rngs)
+        self.o_node = nnx.Linear(dx, dx, rngs=rngs)
+        self.o_edge = nnx.Linear(de, de, rngs=rngs)
+        self.att = nnx.Linear(de, heads, rngs=rngs)
+        self.ffn = _MLP(dx, 2 * dx, dx, rngs=rngs)
+
+    def __call__(
+        self, x: Array, e: Array, pair: Array, node: Array, att_mask: Array
+    ) -> tuple[Array, Array]:
+        """Args: x [B, N, C], e [B, N, N, C_e]; float masks pair [B, N, N], node [B, N];
+        bool att_mask [B, N, N] (row i: the keys j that i reads).
+
+        Returns: ``(x, e)`` of the same shapes.
+        """
+        b, n, dx = x.shape
+        hd = dx // self.heads
+        pm, nm = pair[..., None], node[..., None]
+        xn = self.ln_x(x) * nm  # [B, N, C]
+        xq, xk = jnp.split(self.qk_node(xn), 2, axis=-1)  # [B, N, C_e] each
+        en = self.ln_e(e) * pm  # [B, N, N, C_e]
+        eq, ek = jnp.split(self.qk_edge(en), 2, axis=-1)  # [B, N, N, C_e] each
+        s = xq[:, :, None, :] + xk[:, None, :, :]  # [B, N, N, C_e]
+        f = jax.nn.silu(ek + jax.nn.silu(s) * eq + s) * pm  # [B, N, N, C_e]
+        e = e + self.o_edge(f) * pm
+
+        logits = jnp.where(att_mask[..., None], self.att(f), _NEG)  # [B, N, N, H]
+        att = jax.nn.softmax(logits, axis=2) * att_mask[..., None]  # over keys j
+        xv = (self.v_node(xn) * nm).reshape(b, n, self.heads, hd)  # [B, N, H, d]
+        ev = (self.v_edge(f) * pm).reshape(b, n, n, self.heads, hd)  # [B, N, N, H, d]
+        y = jnp.einsum("bijh,bjhd->bihd", att, xv) + jnp.einsum("bijh,bijhd->bihd", att, ev)
+        x = x + self.o_node(y.reshape(b, n, dx)) * nm
+        x = x + self.ffn(self.ln_ffn(x) * nm) * nm
+        return x, e
+
+
+class PPGNBlock(nnx.Module):
+    """The PPGN block of the module docstring (pre-norm, residual), on the edges only.
+
+    Args:
+      de: edge width C_e.
+      add_transpose: feed ``[e~, e~^T]`` to the first branch.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, de: int, add_transpose: bool = True, *, rngs: nnx.Rngs):
+        self.add_transpose = add_transpose
+        self.ln1 = nnx.LayerNorm(de, rngs=rngs)
+        self.ln2 = nnx.LayerNorm(de, rngs=rngs)
+        self.mlp1 = _MLP((2 if add_transpose else 1) * de, de, de, rngs=rngs)
+        self.mlp2 = _MLP(de, de, de, rngs=rngs)
+        self.lin = nnx.Linear(de, de, rngs=rngs)
+        self.mlp3 = _MLP(de, 2 * de, de, rngs=rngs)
+
+    def __call__(self, e: Array, pair: Array, causal: Array | None) -> Array:
+        """Args: e [B, N, N, C_e]; float pair mask [B, N, N]; bool causal [B, N, N] or None.
+
+        Returns: ``e`` of the same shape.
+        """
+        pm = pair[..., None]
+        en = self.ln1(e) * pm
+        u_in = jnp.concatenate([en, jnp.swapaxes(en, 1, 2)], -1) if self.add_transpose else en
+        u = jax.nn.silu(self.mlp1(u_in)) * pm  # [B, N, N, C_e], u_ik
+        v = jax.nn.silu(self.mlp2(en)) * pm  # [B, N, N, C_e], v_kj
+        if causal is None:
+            prod = jnp.einsum("bikc,bkjc->bijc", u, v)
+        else:
+            # sum over k with A_ik or A_jk: (u A) v + (u (1 - A)) (v A^T)
+            a = causal.astype(e.dtype)[..., None]  # A_ik on u's (i, k)
+            at = jnp.swapaxes(a, 1, 2)  # A_jk on v's (k, j)
+            prod = jnp.einsum("bikc,bkjc->bijc", u * a, v)
+            prod = prod + jnp.einsum("bikc,bkjc->bijc", u * (1.0 - a), v * at)
+        e = e + self.lin(prod) * pm
+        e = e + self.mlp3(self.ln2(e) * pm) * pm
+        return e
+
+
+class PPGNTransformer(nnx.Module):
+    """PARD's PPGN transformer over dense node and edge features (see the module docstring).
+
+    Args:
+      hidden: node width C (divisible by ``heads``).
+      edge_hidden: edge width C_e.
+      layers: number of (transformer, PPGN) layer pairs.
+      heads: attention heads.
+      add_transpose: the PPGN's first branch also reads the transposed edges.
+      transformer_only: leave out the PPGN blocks.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 256,
+        edge_hidden: int = 64,
+        *,
+        layers: int = 8,
+        heads: int = 8,
+        add_transpose: bool = True,
+        transformer_only: bool = False,
+        rngs: nnx.Rngs,
+    ):
+        self.transformer_only = transformer_only
+        self.attn = nnx.List(
+            [PPGNTransformerLayer(hidden, edge_hidden, heads, rngs=rngs) for _ in range(layers)]
+        )
+        self.ppgn = nnx.List(
+            []
+            if transformer_only
+            else [PPGNBlock(edge_hidden, add_transpose, rngs=rngs) for _ in range(layers)]
+        )
+        self.ln_x = nnx.LayerNorm(hidden, rngs=rngs)
+        self.ln_e = nnx.LayerNorm(edge_hidden, rngs=rngs)
+        self.head_x = _MLP(hidden, hidden, hidden, rngs=rngs)
+        self.head_e = _MLP(edge_hidden, edge_hidden, edge_hidden, rngs=rngs)
+
+    def __call__(
+        self, x: Array, e: Array, edge_mask: Array, causal: Array | None = None
+    ) -> tuple[Array, Array]:
+        """Node and edge features after all layers.
+
+        Args:
+          x: [B, N, C] node features.
+          e: [B, N, N, C_e] edge features.
+          edge_mask: bool [B, N, N], true on real pairs (symmetric).
+          causal: bool [B, N, N] or None; ``causal[b, i, j]``: node ``i`` may read node
+            ``j`` (e.g. :func:`causal_block_mask`).
+
+        Returns:
+          ``(x [B, N, C], e [B, N, N, C_e])``, zero on masked nodes and pairs.
+        """
+        edge_mask = edge_mask.astype(bool)
+        if causal is not None:
+            causal = causal.astype(bool)
+            edge_mask = edge_mask & edge_mask_from_causal(causal)
+        att_mask = edge_mask if causal is None else causal
+        node_mask = jnp.any(edge_mask, axis=-1)  # [B, N]
+        pair = edge_mask.astype(x.dtype)
+        node = node_mask.astype(x.dtype)
+        pm, nm = pair[..., None], node[..., None]
+        x, e = x * nm, e * pm
+        for i, attn in enumerate(self.attn):
+            x, e = attn(x, e, pair, node, att_mask)
+            if not self.transformer_only:
+                e = self.ppgn[i](e, pair, causal)
+        x = self.head_x(self.ln_x(x) * nm) * nm
+        e = self.head_e(self.ln_e(e) * pm) * pm
+        return x, e
+
+
+@dataclass(frozen=True)
+class PPGNTransformerConfig:
+    """Sizes of a :class:`PPGNTransformer`.
+
+    Attributes:
+      hidden: node width C (divisible by ``heads``).
+      edge_hidden: edge width C_e.
+      layers: number of (transformer, PPGN) layer pairs.
+      heads: attention heads.
+      add_transpose: the PPGN's first branch also reads the transposed edges.
+      transformer_only: leave out the PPGN blocks.
+    """
+
+    hidden: int = 256
+    edge_hidden: int = 64
+    layers: int = 8
+    heads: int = 8
+    add_transpose: bool = True
+    transformer_only: bool = False
+
+    def make(self, rngs: nnx.Rngs) -> PPGNTransformer:
+        """The network with these sizes."""
+        return PPGNTransformer(
+            self.hidden,
+            self.edge_hidden,
+            layers=self.layers,
+            heads=self.heads,
+            add_transpose=self.add_transpose,
+            transformer_only=self.transformer_only,
+            rngs=rngs,
+        )
