@@ -8,30 +8,15 @@ models). Marked slow (several XLA compiles of the flow UNet):
 ``pytest -m slow tests/benchmarks/test_boss_bench.py``.
 """
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "boss.py"
-
-
-def _load():
-    name = "benchmarks_boss"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
 
 @pytest.mark.slow
-def test_quick_mnist_init(tmp_path):
+def test_quick_mnist_init(bench, tmp_path):
     pytest.importorskip("matplotlib")
     from genmodels.datasets.registry import data_dir
     from genmodels.metrics import images as M
@@ -40,7 +25,7 @@ def test_quick_mnist_init(tmp_path):
         pytest.skip("the MNIST classifier is not shipped")
     if not any((data_dir() / "images").glob("**/*mnist*")):
         pytest.skip("MNIST is not in $GENMODELS_DATA_DIR")
-    mod = _load()
+    mod = bench("boss")
     out = tmp_path / "res" / "boss.json"
     result = mod.main(
         ["--quick", "--flow-checkpoint", "init", "--boss-checkpoint", "init", "--out", str(out)]

@@ -3,14 +3,11 @@
 Run with ``pytest -m slow tests/benchmarks/test_cdvae_bench.py``. Speed is never asserted.
 """
 
-import importlib.util
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cdvae.py"
 needs_data = pytest.mark.skipif(
     not os.environ.get("GENMODELS_DATA_DIR"), reason="GENMODELS_DATA_DIR (perov_5) not set"
 )
@@ -18,10 +15,8 @@ needs_data = pytest.mark.skipif(
 
 @pytest.mark.slow
 @needs_data
-def test_quick_run_writes_results(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_cdvae", _SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_quick_run_writes_results(bench, tmp_path):
+    mod = bench("cdvae")
     out = tmp_path / "cdvae.json"
     assert mod.main(["--quick", "--checkpoint", "init", "--out", str(out)]) == 0
     got = json.loads(out.read_text())

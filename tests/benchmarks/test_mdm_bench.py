@@ -9,15 +9,10 @@ quality are never asserted (an untrained model; see DESIGN.md). Marked slow (abo
 minute of XLA compiles): ``pytest -m slow tests/benchmarks/test_mdm_bench.py``.
 """
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mdm.py"
 
 _ROW_KEYS = {
     "sampler",
@@ -50,16 +45,6 @@ _QUALITY_KEYS = {
 }
 
 
-def _load():
-    name = "benchmarks_mdm"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 def _check_row(r: dict, capacity: int, batch: int, repeats: int) -> None:
     assert set(r) == _ROW_KEYS
     assert r["batch"] == batch
@@ -85,14 +70,14 @@ def _check_row(r: dict, capacity: int, batch: int, repeats: int) -> None:
 
 
 @pytest.mark.slow
-def test_quick_qm9_init(tmp_path):
+def test_quick_qm9_init(bench, tmp_path):
     pytest.importorskip("rdkit")
     pytest.importorskip("matplotlib")
     from genmodels.datasets.registry import data_dir
 
     if not (data_dir() / "graphs" / "DIG" / "qm9.csv").exists():
         pytest.skip("QM9 is not in $GENMODELS_DATA_DIR")
-    mod = _load()
+    mod = bench("mdm")
     out = tmp_path / "res" / "mdm.json"
     result = mod.main(["--quick", "--checkpoint", "init", "--out", str(out)])
 

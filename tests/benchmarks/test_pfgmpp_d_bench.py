@@ -8,29 +8,15 @@ FIDs, the meta block. Quality is never asserted (untrained models). Marked slow 
 compiles of the UNet sampler): ``pytest -m slow tests/benchmarks/test_pfgmpp_d_bench.py``.
 """
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pfgmpp_d.py"
 
-
-def _load():
-    name = "benchmarks_pfgmpp_d"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-def test_parse_models():
-    mod = _load()
+def test_parse_models(bench):
+    mod = bench("pfgmpp_d")
     a = mod.parse_args(
         ["--model", "2048=runs/x", "--model", "inf=init", "--model", "128=pretrained"]
     )
@@ -75,8 +61,8 @@ def test_parse_models():
         ("-64=init", "positive"),
     ],
 )
-def test_bad_model_specs(spec, message, capsys):
-    mod = _load()
+def test_bad_model_specs(bench, spec, message, capsys):
+    mod = bench("pfgmpp_d")
     with pytest.raises(SystemExit) as e:
         mod.parse_args([f"--model={spec}"])  # "-64=init" would read as an option
     assert e.value.code == 2
@@ -85,8 +71,8 @@ def test_bad_model_specs(spec, message, capsys):
         mod.parse_model(spec)
 
 
-def test_parse_errors(capsys):
-    mod = _load()
+def test_parse_errors(bench, capsys):
+    mod = bench("pfgmpp_d")
     with pytest.raises(SystemExit):
         mod.parse_args([])  # --model is required
     assert "--model" in capsys.readouterr().err
@@ -95,8 +81,8 @@ def test_parse_errors(capsys):
     assert "D given more than once: 128" in capsys.readouterr().err
 
 
-def test_stored_d():
-    mod = _load()
+def test_stored_d(bench):
+    mod = bench("pfgmpp_d")
     # the training loop's config JSON: float inf goes through json as Infinity
     meta = json.loads(json.dumps({"config": {"D": math.inf}, "step": 750}))
     assert mod.stored_d(meta) == math.inf
@@ -106,7 +92,7 @@ def test_stored_d():
 
 
 @pytest.mark.slow
-def test_quick_mnist_init(tmp_path):
+def test_quick_mnist_init(bench, tmp_path):
     pytest.importorskip("matplotlib")
     from genmodels.datasets.registry import data_dir
     from genmodels.metrics import images as M
@@ -115,7 +101,7 @@ def test_quick_mnist_init(tmp_path):
         pytest.skip("the MNIST classifier is not shipped")
     if not any((data_dir() / "images").glob("**/*mnist*")):
         pytest.skip("MNIST is not in $GENMODELS_DATA_DIR")
-    mod = _load()
+    mod = bench("pfgmpp_d")
     out = tmp_path / "res" / "pfgmpp_d.json"
     # given in the wrong order: the rows come sorted by D, EDM last
     result = mod.main(

@@ -5,15 +5,11 @@ reports and positive timings, and writes the same object as JSON. Speed is never
 (see DESIGN.md: speed is measured in benchmarks/, never in a timed test).
 """
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "samplers.py"
 
 # One sampler per module (pc, langevin, ode, masked) keeps the default test short: each
 # costs three XLA compiles, up to ~7 s each for the masked ones on a loaded 2-core machine.
@@ -42,16 +38,6 @@ _ROW_KEYS = {
     "null_field_runs_s",
     "null_overhead",
 }
-
-
-def _load():
-    name = "benchmarks_samplers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _SCRIPT)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
 def _check(result: dict, out: Path, keys: list[str], mod) -> None:
@@ -104,16 +90,16 @@ def _check(result: dict, out: Path, keys: list[str], mod) -> None:
         assert r["finite"] is True
 
 
-def test_quick_subset(tmp_path):
-    mod = _load()
+def test_quick_subset(bench, tmp_path):
+    mod = bench("samplers")
     out = tmp_path / "res" / "samplers.json"
     result = mod.main(["--quick", "--only", ",".join(_SUBSET), "--out", str(out)])
     _check(result, out, _SUBSET, mod)
 
 
 @pytest.mark.slow
-def test_quick_all(tmp_path):
-    mod = _load()
+def test_quick_all(bench, tmp_path):
+    mod = bench("samplers")
     out = tmp_path / "samplers.json"
     result = mod.main(["--quick", "--out", str(out)])
     _check(result, out, [s.key for s in mod.SPECS], mod)

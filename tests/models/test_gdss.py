@@ -145,48 +145,11 @@ def test_evaluate_gives_zero_mmd_for_the_test_set_itself():
     assert res_train["degree"] > 0
 
 
-QM9_HEAD = [
-    "C",
-    "N",
-    "O",
-    "C#C",
-    "C#N",
-    "C=O",
-    "CC",
-    "CO",
-    "CC#C",
-    "CC#N",
-    "CC=O",
-    "NC=O",
-    "CCC",
-    "CCO",
-    "COC",
-    "C1CC1",
-    "C1CO1",
-    "CC(C)=O",
-    "CC(N)=O",
-    "NC(N)=O",
-    "OC=O",
-    "CC(=O)O",
-    "CCCO",
-    "CC(C)O",
-    "OCCO",
-    "c1ccoc1",
-    "c1ccncc1",
-    "FC(F)F",
-]
-
-
 @pytest.fixture
-def tiny_qm9(tmp_path, monkeypatch):
-    """A GDSS-QM9 method whose data is a 28-molecule csv (the full set takes minutes)."""
-    monkeypatch.setenv("GENMODELS_CACHE_DIR", str(tmp_path / "cache"))
-    from genmodels.datasets.molecules import load_molecule_csv
-    from genmodels.domains.molecules import QM9_ATOMS, MoleculeDomain
-
-    csv = tmp_path / "mini.csv"
-    csv.write_text("smiles\n" + "\n".join(QM9_HEAD) + "\n")
-    data = load_molecule_csv(csv, MoleculeDomain(QM9_ATOMS, 9), name="mini", test_ids=[3, 9, 17])
+def tiny_qm9(mini_data):
+    """A GDSS-QM9 method whose data is a 28-molecule csv (``mini_data`` of conftest.py;
+    the full set takes minutes)."""
+    data = mini_data
     cfg, _ = load_recipe("gdss_qm9")
     cfg = dataclasses.replace(tiny(cfg), eval_fcd=False)
     method = cfg.build()

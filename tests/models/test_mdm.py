@@ -1,6 +1,7 @@
 """Masked diffusion on molecules: token layout, loss, samplers (NFE), training, files, CLI.
 
-Everything runs on a 28-molecule QM9-like csv with a tiny graph transformer.
+Everything runs on a 28-molecule QM9-like csv (the ``mini_data`` fixture of conftest.py)
+with a tiny graph transformer.
 """
 
 import dataclasses
@@ -22,12 +23,6 @@ from genmodels.models.mdm import (
 from genmodels.nets.graph_transformer import GraphTransformerConfig
 from genmodels.recipes import load_recipe
 
-QM9_HEAD = [
-    "C", "N", "O", "C#C", "C#N", "C=O", "CC", "CO", "CC#C", "CC#N", "CC=O", "NC=O", "CCC",
-    "CCO", "COC", "C1CC1", "C1CO1", "CC(C)=O", "CC(N)=O", "NC(N)=O", "OC=O", "CC(=O)O",
-    "CCCO", "CC(C)O", "OCCO", "c1ccoc1", "c1ccncc1", "FC(F)F",
-]  # fmt: skip
-
 TINY_NET = GraphTransformerConfig(dx=16, de=8, heads=2, layers=1, ffn_x=16, ffn_e=8)
 KA, KB = 4, 4  # atom classes (C, N, O, F), bond classes (none, single, double, triple)
 
@@ -39,21 +34,6 @@ def tiny(cfg, steps=2, batch=8):
     return dataclasses.replace(
         cfg, net=TINY_NET, train=train, sample_steps=10, sample_batch=4, eval_fcd=False
     )
-
-
-@pytest.fixture(scope="module")
-def mini_data(tmp_path_factory):
-    from genmodels.datasets.molecules import load_molecule_csv
-    from genmodels.domains.molecules import QM9_ATOMS, MoleculeDomain
-
-    tmp = tmp_path_factory.mktemp("mdm")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENMODELS_CACHE_DIR", str(tmp / "cache"))
-        csv = tmp / "mini.csv"
-        csv.write_text("smiles\n" + "\n".join(QM9_HEAD) + "\n")
-        return load_molecule_csv(
-            csv, MoleculeDomain(QM9_ATOMS, 9), name="mini", test_ids=[3, 9, 17]
-        )
 
 
 @pytest.fixture
