@@ -9,7 +9,10 @@ Departures, so that training fits well under an hour on 2 CPU cores: hidden 64, 
 hidden 32, 4 layers, 4 heads; see ``TrainConfig`` below for the step budget (a fraction of
 one epoch of the 120,803 training molecules); lr 1e-3 with warm-up and cosine decay;
 layer norm instead of batch norm; the next-block head is trained jointly with the
-denoiser (the reference's ``combine_training``).
+denoiser (the reference's ``combine_training``); sampling with the raw parameters (see below).
+
+Measured here: 2400 steps (2.5 epochs) in 72 min on 2 CPU cores (0.6 steps/s); the
+figures of the shipped model are in ``recipes/pretrained/pard_qm9/metrics.json``.
 """
 
 from genmodels.models.pard import PardConfig
@@ -23,6 +26,10 @@ def config() -> PardConfig:
         max_hops=3,
         steps=50,
         net=PPGNTransformerConfig(hidden=64, edge_hidden=32, layers=4, heads=4),
+        # the raw parameters: on 512 samples of this run they score validity without
+        # correction 93.2% against 81.1% for the EMA (decay 0.999 over 2400 steps keeps 9%
+        # of the initial weights)
+        sample_use_ema=False,
         sample_batch=1000,
         train=TrainConfig(
             steps=2400,
