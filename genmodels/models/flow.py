@@ -362,7 +362,7 @@ class FlowImages(ImageMethod):
         _check_grid(grid, k, Path("<grid>"))
         return name, k, jnp.asarray(grid)
 
-    def _run_sampler(self, net, key, batch, sampler, steps, extra):
+    def _run_sampler(self, net, key, batch, sampler, steps, extra, constrain=constrain):
         shapes = {self.leaf: (batch, *self.image_shape)}
         field = field_fn(net)
         common = dict(shapes=shapes, constrain=constrain)

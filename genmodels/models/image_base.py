@@ -13,7 +13,10 @@ A subclass supplies the network (:meth:`ImageMethod.init_model`), the loss
   :func:`genmodels.domains.images.encode` (4x less host-to-device traffic);
 - sampling: ``ceil(num / batch)`` rounds of one jitted sampler call (compiled once per
   batch size, sampler and step count), keys ``fold_in(key, round)``, decoded to uint8 by
-  :func:`genmodels.domains.images.decode` (the only place images are clipped);
+  :func:`genmodels.domains.images.decode` (the only place images are clipped); when
+  there are several devices and they divide the batch, the batch axis of the sampled
+  state is sharded over them and the parameters are replicated (as GDSS and PARD do;
+  the samples do not depend on it);
 - files: ``.npz`` with uint8 ``images`` plus a PNG grid
   (:func:`genmodels.domains.images.write_images_npz`);
 - evaluation: :func:`genmodels.metrics.images.image_metrics` (FID with Inception-v3
@@ -34,14 +37,40 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from genmodels.core.types import Array, State
+from genmodels.core.types import Array, ConstrainFn, Context, State
 from genmodels.domains import images as dom
 from genmodels.models.base import split_model
 from genmodels.nets.unet import UNetConfig
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
+from genmodels.train.sharding import batch_sharded, data_mesh, replicated
 
-__all__ = ["ImageMethod", "ImageMethodConfig"]
+__all__ = ["ImageMethod", "ImageMethodConfig", "batch_sharded_constrain", "sampling_mesh"]
+
+
+def sampling_mesh(batch: int):
+    """The data mesh over all devices when there are several and they divide ``batch``,
+    else ``None`` (one device; the rule of GDSS and PARD)."""
+    ndev = jax.device_count()
+    return data_mesh() if ndev > 1 and batch % ndev == 0 else None
+
+
+def batch_sharded_constrain(constrain: ConstrainFn, mesh) -> ConstrainFn:
+    """``constrain`` followed by a sharding constraint that splits every leaf's batch axis
+    over ``mesh`` (``constrain`` itself when ``mesh`` is ``None``).
+
+    The samplers apply their ``constrain`` hook to the prior draw and after every update,
+    so the state carried through the sampling loop is batch-sharded from the first step
+    on, without the sampler knowing about devices.
+    """
+    if mesh is None:
+        return constrain
+    sharding = batch_sharded(mesh)
+
+    def fn(state: State, ctx: Context) -> State:
+        return jax.lax.with_sharding_constraint(constrain(state, ctx), sharding)
+
+    return fn
 
 
 @dataclass(frozen=True)
@@ -153,9 +182,18 @@ class ImageMethod:
 
     # -------------------------------------------------------------- sampling
     def _run_sampler(
-        self, net: nnx.Module, key: Array, batch: int, sampler: str, steps: int, extra: Any
+        self,
+        net: nnx.Module,
+        key: Array,
+        batch: int,
+        sampler: str,
+        steps: int,
+        extra: Any,
+        constrain: ConstrainFn = dom.constrain,
     ) -> tuple[State, dict]:
-        """One traced sampler call: ``(state, info)`` for ``batch`` images (subclass)."""
+        """One traced sampler call: ``(state, info)`` for ``batch`` images (subclass);
+        ``constrain`` is the samplers' hook (the image domain's, with the batch sharding
+        of :meth:`sample_states` when sharded)."""
         raise NotImplementedError
 
     def _resolve(
@@ -195,7 +233,8 @@ class ImageMethod:
           options: method-specific sampler options (flow: ``grid``).
 
         Returns:
-          ``(state, info)``: ``{"image": float32 [B, H, W, C]}`` (unclipped) and
+          ``(state, info)``: ``{"image": float32 [B, H, W, C]}`` (unclipped; sharded over
+          the devices along the batch when :func:`sampling_mesh` gives a mesh) and
           ``info["nfe"]``, the number of network evaluations.
         """
         sampler, steps, extra = self._resolve(sampler, steps, dict(options))
@@ -203,15 +242,21 @@ class ImageMethod:
         graphdef, params, rest = split_model(model)
         ckey = (batch, sampler, steps, graphdef)
         if ckey not in cache:
+            mesh = sampling_mesh(batch)
+            hook = batch_sharded_constrain(dom.constrain, mesh)
 
             @jax.jit
             def run(params, key, extra):
                 net = nnx.merge(graphdef, params, rest)
-                out, info = self._run_sampler(net, key, batch, sampler, steps, extra)
+                out, info = self._run_sampler(net, key, batch, sampler, steps, extra, hook)
                 return out, {"nfe": info["nfe"]}
 
-            cache[ckey] = run
-        return cache[ckey](params, key, extra)
+            cache[ckey] = run, mesh
+        run, mesh = cache[ckey]
+        if mesh is not None:
+            # parameters (e.g. restored onto one device) replicated over the batch's devices
+            params = jax.device_put(params, replicated(mesh))
+        return run(params, key, extra)
 
     def sample(
         self,

@@ -61,10 +61,11 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from genmodels.core.types import Array, Context, State
+from genmodels.core.types import Array, Context, State, identity_constrain
 from genmodels.domains.images import read_images_npz, write_images_npz
 from genmodels.models.base import split_model
 from genmodels.models.gdss import MOLECULE_DATASETS, GDSSMolecules
+from genmodels.models.image_base import batch_sharded_constrain, sampling_mesh
 from genmodels.nets.conv import TokenConvConfig
 from genmodels.nets.graph_transformer import GraphTransformerConfig
 from genmodels.processes.base import corrupt_state, loss_state
@@ -640,7 +641,10 @@ class MDMImages:
         precision: str | None = None,
     ) -> tuple[State, dict]:
         """One jitted batch of token images ``{"image": int32 [B, H, W]}`` and
-        ``info["nfe"]`` (see :meth:`MDMMolecules.sample_states` for the arguments)."""
+        ``info["nfe"]`` (see :meth:`MDMMolecules.sample_states` for the arguments).
+
+        With several devices that divide ``batch`` the images are sharded over them along
+        the batch (parameters replicated), as for molecules; the samples are the same."""
         c = self.config
         sampler = sampler or c.sampler
         precision = precision or c.precision
@@ -655,13 +659,23 @@ class MDMImages:
         if ckey not in cache:
             shapes = {"image": (batch, c.height, c.width)}
             dtype = PRECISIONS[precision]
+            mesh = sampling_mesh(batch)
+            # no context to carry the sharding: the samplers' constrain hook (applied to
+            # the initial state and after every step) pins the batch axis to the mesh
+            hook = batch_sharded_constrain(identity_constrain, mesh)
 
             @jax.jit
             def run(params, key):
                 net = nnx.merge(graphdef, params, rest)
                 if sampler == "fhs":
                     out, info = first_hitting_sample(
-                        net, self.processes, {}, key, shapes=shapes, precision=dtype
+                        net,
+                        self.processes,
+                        {},
+                        key,
+                        shapes=shapes,
+                        precision=dtype,
+                        constrain=hook,
                     )
                 else:
                     out, info = ancestral_sample(
@@ -673,11 +687,15 @@ class MDMImages:
                         steps=steps,
                         precision=dtype,
                         cache=not c.time_conditioning,
+                        constrain=hook,
                     )
                 return out, {"nfe": info["nfe"]}
 
-            cache[ckey] = run
-        return cache[ckey](params, key)
+            cache[ckey] = run, mesh
+        run, mesh = cache[ckey]
+        if mesh is not None:
+            params = jax.device_put(params, replicated(mesh))
+        return run(params, key)
 
     def sample(
         self,
