@@ -24,6 +24,11 @@ the same sets of fine-grid points read in the other direction.
        python -m genmodels.models.boss grids flow_mnist --checkpoint pretrained
        python -m genmodels.models.boss grids flow_mnist --checkpoint runs/flow_mnist \\
            --num-samples 100 --fine-steps 100
+       python -m genmodels.models.boss grids flow_qm9 --checkpoint runs/flow_qm9
+
+   The same command serves the molecule-graph flow (``flow_qm9``,
+   :mod:`genmodels.models.graph_continuous`), whose ``boss_setup`` hook supplies the
+   context (node masks drawn from the training atom counts) and its constrain hook.
 
    Besides the grids, :func:`compute_boss_grids` reports each optimal path's cost next to
    the uniform ``K``-step path's on the same cost matrix: the dynamic program's predicted
@@ -142,8 +147,14 @@ def grid_indices(times: np.ndarray, fine_steps: int) -> np.ndarray:
     return idx
 
 
+def _image_boss_setup(method: FlowImages, net: nnx.Module, key: Array, batch: int) -> tuple:
+    """The flow problem of an image method: no context, the key draws the prior."""
+    shapes = {method.leaf: (batch, *method.image_shape)}
+    return field_fn(net), method.processes, {}, key, shapes, constrain
+
+
 def compute_boss_grids(
-    method: FlowImages,
+    method: Any,
     model: nnx.Module,
     key: Array,
     *,
@@ -165,8 +176,12 @@ def compute_boss_grids(
     rows as many again (the velocity at every fine point).
 
     Args:
-      method: a :class:`FlowImages` (image shape, process, constrain hook).
-      model: its velocity network ``(state, t [B], ctx) -> {"image": v}`` (any module with
+      method: a :class:`FlowImages` (image shape, process, constrain hook), or any flow
+        method with a ``boss_setup(net, key, batch) -> (field, processes, ctx, key, shapes,
+        constrain)`` hook (traced inside the jitted batch; e.g. the molecule-graph flow of
+        :mod:`genmodels.models.graph_continuous`, whose context, the node masks, is drawn
+        per batch from ``key``).
+      model: its velocity network ``(state, t [B], ctx) -> dict`` (any module with
         that call, e.g. a closed-form field in tests).
       key: PRNG key of the prior draws (round ``r`` uses ``fold_in(key, r)``).
       num_samples: prior draws (rounded up to equal batches; BOSS: 100).
@@ -194,17 +209,18 @@ def compute_boss_grids(
     rounds, per_round = _equal_rounds(num_samples, batch_size)
     fine = uniform_grid(fine_steps)
     graphdef, params, rest = split_model(model)
-    leaf = method.leaf
-    shapes = {leaf: (per_round, *method.image_shape)}
+    setup = getattr(method, "boss_setup", None)
+    if setup is None:
+        setup = lambda net, key, batch: _image_boss_setup(method, net, key, batch)
 
     @jax.jit
     def batch_cost(params, key):
         net = nnx.merge(graphdef, params, rest)
-        field = field_fn(net)
+        field, processes, ctx, key, shapes, cons = setup(net, key, per_round)
         traj = reference_trajectories(
-            field, method.processes, {}, key, shapes=shapes, fine_grid=fine, constrain=constrain
+            field, processes, ctx, key, shapes=shapes, fine_grid=fine, constrain=cons
         )
-        return cost_matrix(field, traj, fine, {}, map_batch=map_batch)  # [Kmax + 1, Kmax + 1]
+        return cost_matrix(field, traj, fine, ctx, map_batch=map_batch)  # [Kmax + 1, Kmax + 1]
 
     t0 = time.perf_counter()
     total = np.zeros((fine_steps + 1, fine_steps + 1), np.float64)
@@ -290,7 +306,8 @@ def grids_for_checkpoint(
     """Compute BOSS grids for a flow checkpoint and store them next to it.
 
     Args:
-      config: a flow recipe config (:class:`FlowImageConfig` or a subclass).
+      config: a flow recipe config (:class:`FlowImageConfig` or a subclass, or
+        :class:`~genmodels.models.graph_continuous.GraphFlowConfig`).
       checkpoint: the run or pretrained folder (or its ``checkpoints`` folder).
       num_samples, fine_steps, ks, batch_size: see :func:`compute_boss_grids`.
       seed: seed of the prior draws.
@@ -305,8 +322,10 @@ def grids_for_checkpoint(
     from genmodels.models.run import load_recipe_model
 
     method, model, _ = load_recipe_model(config, checkpoint)
-    if not isinstance(method, FlowImages):
-        raise TypeError(f"BOSS grids need a flow image recipe, got {type(method).__name__}")
+    if not (isinstance(method, FlowImages) or hasattr(method, "boss_setup")):
+        raise TypeError(
+            f"BOSS grids need a flow recipe (images or molecule graphs), got {type(method).__name__}"
+        )
     grids, info = compute_boss_grids(
         method,
         model,
@@ -664,7 +683,7 @@ class GridsArgs:
     sample RECIPE --checkpoint DIR --sampler boss --steps K`` uses them.
 
     Attributes:
-      recipe: a flow image recipe (``flow_mnist``, ``boss_mnist``).
+      recipe: a flow recipe (``flow_mnist``, ``boss_mnist``, ``flow_qm9``).
       checkpoint: ``pretrained`` (the recipe's shipped model) or a run folder.
       num_samples: prior draws averaged in the cost matrix (BOSS: 100).
       fine_steps: Kmax, steps of the uniform fine Euler grid (BOSS: 100).
