@@ -53,6 +53,49 @@ settings from ``conf/model/vae.yaml``, ``conf/data/{perov,carbon,mp_20}.yaml``,
   steps) on ``z`` minimizing the mean predicted property, from the latents of test
   crystals or from ``N(0, I)``, decoding 10 snapshots along the way.
 
+PFGM++ coordinate noise (``coord_D``; Xu et al., ICML 2023) and ODE sampling:
+
+- Kernel. With a finite ``coord_D = D`` the Cartesian coordinate noise of a crystal with
+  ``n`` atoms is a draw of the PFGM++ perturbation kernel in ``N = 3 n`` dimensions,
+
+      p_r(x | y) ∝ (||x - y||^2 + r^2)^(-(N + D) / 2),   r = sigma sqrt(D),
+
+  at CDVAE's levels ``sigma`` (10 -> 0.01, one level per crystal): a radius
+  ``R = r sqrt(b / (1 - b))``, ``b ~ Beta(N/2, D/2)``, in a uniform direction
+  (:func:`coordinate_noise`, :func:`genmodels.processes.pfgmpp.perturb`). The alignment
+  ``r = sigma sqrt(D)`` is the paper's: as ``D -> inf`` the kernel tends to
+  ``N(y, sigma^2 I)``, and ``D = inf`` is CDVAE's Gaussian draw exactly (same values for
+  the same key). ``N`` is per crystal (its real atoms), so padding never counts.
+- Target. Unchanged: the decoder output ``d`` regresses the minimum-image displacement
+  ``(y - x) / sigma`` (CDVAE's ``coord_loss``, ``1/2 ||(y - x)/sigma - d||^2``, a
+  ``1/sigma^2``-weighted denoising loss), whose minimizer is
+  ``d = (E[y | x] - x) / sigma = (D_theta(x; sigma) - x) / sigma`` under whichever
+  kernel made ``x``. That is exactly what the PFGM++ ODE needs, so no new head and no
+  kernel-specific target: the denoiser-based field is valid for every ``D`` (the paper
+  trains its networks as denoisers for all ``D`` for the same reason).
+- Sampling. ``sampler="heun"`` / ``"euler"`` solve the aligned backward ODE
+  ``dx/dsigma = (x - D_theta(x; sigma)) / sigma = -d`` on Cartesian coordinates over
+  CDVAE's geometric levels (``steps`` of them, default the 50 training levels) and a
+  final Euler step to 0 (:func:`ode_decode`, :func:`genmodels.samplers.ode.sigma_grid_sample`;
+  Heun: ``2 L - 1`` decoder calls, 99 for 50 levels instead of Langevin's 5,000); the
+  coordinates are wrapped into the cell after every step and the types set to the
+  decoder's argmax as in CDVAE's Langevin loop. The start is CDVAE's uniform fractional
+  coordinates: on the torus the wrapped kernel at ``sigma_1 = 10`` A (Gaussian or PFGM++,
+  a scale mixture of Gaussians of scale ``>= ~0.7 sigma`` for ``D >= 64``) is uniform up
+  to terms of order ``exp(-2 pi^2 sigma^2 / a^2)`` for cell lengths ``a`` of a few A,
+  so the uniform draw is the PFGM++ prior at ``sigma_1``. The ODE itself does not depend
+  on ``D`` (it enters through the trained field). ``sampler="langevin"`` keeps CDVAE's
+  annealed Langevin dynamics with the kernel's score at the denoised estimate
+  (:func:`kernel_score`, ``(N + D) d / (sigma (||d||^2 + D))``; ``d / sigma`` for
+  ``D = inf``): exact for a point posterior, an approximation otherwise (the exact
+  PFGM++ marginal score is not a function of the posterior mean alone), which is why
+  the PFGM++ recipes sample with the ODE.
+- Unchanged: atom types (their noise, loss and argmax update), lattice and count heads,
+  the latent and the KL term, teacher forcing.
+
+Sampling is data parallel over ``jax.devices()`` when the batch splits evenly over
+them (parameters replicated, per-crystal arrays sharded along the batch).
+
 Departures (and why):
 
 - Networks: the encoder/decoder are the simplified DimeNet++/GemNet-T of
@@ -98,22 +141,32 @@ from genmodels.domains.crystals import (
 )
 from genmodels.models.base import split_model
 from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
+from genmodels.processes.pfgmpp import perturb
 from genmodels.samplers.langevin import annealed_langevin_sample
+from genmodels.samplers.ode import sigma_grid_sample
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
+from genmodels.train.sharding import batch_sharded, data_mesh, replicated
 
 __all__ = [
+    "SAMPLERS",
     "CDVAE",
     "CDVAEConfig",
     "CDVAELoader",
     "CDVAEModel",
     "CDVAEStat",
     "coordinate_loss",
+    "coordinate_noise",
     "geometric_sigmas",
+    "kernel_score",
     "langevin_decode",
     "min_image_displacement",
+    "ode_decode",
     "sample_composition",
 ]
+
+#: coordinate samplers; the first is CDVAE's (annealed Langevin)
+SAMPLERS = ("langevin", "heun", "euler")
 
 #: CDVAE's ``StandardScalerTorch`` adds this to the standard deviations
 SCALER_EPS = 1e-5
@@ -148,6 +201,13 @@ class CDVAEConfig:
         property (standardized with the training split's statistics).
       n_step_each, step_lr, min_sigma: Langevin steps per level (100), step size
         (1e-4) and smallest level run (0: all).
+      coord_D: augmented dimensions ``D`` of the PFGM++ coordinate kernel (module
+        docstring, "PFGM++ coordinate noise"); ``inf`` (default) is CDVAE's Gaussian
+        noise exactly.
+      sampler: default coordinate sampler: ``"langevin"`` (CDVAE's annealed Langevin),
+        ``"heun"`` or ``"euler"`` (the PFGM++ / EDM backward ODE over the coordinate
+        levels; ``steps`` then counts the levels of the grid, default
+        ``num_noise_level``).
       sample_batch: crystals per jitted sampling batch.
       sample_use_ema: sample with the EMA parameters (CDVAE keeps no EMA: ``False``).
       lattice_mean, lattice_std: the 6 lattice statistics, if known; ``None`` computes
@@ -190,6 +250,8 @@ class CDVAEConfig:
     n_step_each: int = 100
     step_lr: float = 1e-4
     min_sigma: float = 0.0
+    coord_D: float = math.inf
+    sampler: str = "langevin"
     sample_batch: int = 128
     sample_use_ema: bool = False
     lattice_mean: tuple[float, ...] | None = None
@@ -270,6 +332,69 @@ def coordinate_loss(
     return _graph_mean(per_atom, mask)
 
 
+def coordinate_noise(
+    key: Array, shape: tuple[int, ...], sigma: Array, D: float, mask: Array
+) -> Array:
+    """Cartesian coordinate noise of one level per crystal: CDVAE's Gaussian or PFGM++'s.
+
+    ``D = inf``: ``sigma * eps``, ``eps ~ N(0, I)`` drawn exactly as CDVAE draws it (the
+    same values for the same key, padding included; the caller masks). Finite ``D``: a
+    draw of the PFGM++ perturbation kernel (Xu et al. 2023) at ``r = sigma sqrt(D)``
+
+        p_r(x | y) ∝ (||x - y||^2 + r^2)^(-(N + D) / 2),   N = 3 n,
+
+    in the ``3 n`` coordinates of each crystal's ``n`` real atoms
+    (:func:`genmodels.processes.pfgmpp.perturb`: ``sigma sqrt(D / (2 G)) eps`` with one
+    ``G ~ Gamma(D/2)`` per crystal, i.e. radius ``R = r sqrt(b / (1 - b))``,
+    ``b ~ Beta(N/2, D/2)``, uniform direction); padding is zero.
+
+    Args:
+      key: PRNG key.
+      shape: ``(B, N, 3)``.
+      sigma: [B] noise level of each crystal.
+      D: augmented dimensions (python float; ``inf``: Gaussian).
+      mask: [B, N] real atoms (used for finite ``D``).
+
+    Returns:
+      [B, N, 3] noise to add to Cartesian positions (Angstrom).
+    """
+    sigma = jnp.asarray(sigma, jnp.float32)
+    if math.isinf(D):
+        return jax.random.normal(key, shape) * sigma[:, None, None]
+    _, noise = perturb(key, jnp.zeros(shape, jnp.float32), sigma, float(D), mask[..., None])
+    return noise
+
+
+def kernel_score(d: Array, sigma: Array, D: float, mask: Array) -> Array:
+    """Score of the PFGM++ perturbation kernel at the decoder's denoising estimate.
+
+    The kernel's score is ``grad_x log p_r(x | y) = (N + D) (y - x) / (||x - y||^2 +
+    r^2)`` with ``r^2 = sigma^2 D``. The decoder predicts ``d = (E[y | x] - x) / sigma``
+    (CDVAE's coordinate target); substituting ``y - x ~ sigma d`` gives
+
+        s(x) = (N + D) d / (sigma (||d||^2 + D)),   N = 3 n (per crystal),
+
+    exact when the posterior of ``y`` is a point, and ``d / sigma`` (CDVAE's Langevin
+    score) for ``D = inf``, returned as exactly that expression.
+
+    Args:
+      d: [B, N, 3] decoder coordinate output.
+      sigma: [B] noise levels.
+      D: augmented dimensions (python float or ``inf``).
+      mask: [B, N] real atoms.
+
+    Returns:
+      [B, N, 3] score on Cartesian coordinates.
+    """
+    s = sigma[:, None, None]
+    if math.isinf(D):
+        return d / s
+    n_dim = 3.0 * jnp.sum(mask, -1)  # [B]
+    sq = jnp.sum(jnp.square(d) * mask[..., None], axis=(1, 2))  # [B]
+    factor = (n_dim + D) / (sq + D)  # [B]
+    return factor[:, None, None] * d / s
+
+
 def _cart_to_frac(cart: Array, mat: Array) -> Array:
     """``wrap(cart @ pinv(L))`` (CDVAE ``cart_to_frac_coords``: pseudo-inverse, ``% 1``)."""
     return wrap_frac(jnp.einsum("bni,bij->bnj", cart, jnp.linalg.pinv(mat)))
@@ -319,6 +444,49 @@ def _node_mask(num_atoms: Array, n: int) -> Array:
     return (jnp.arange(n)[None, :] < num_atoms[:, None]).astype(jnp.float32)
 
 
+def _decode_problem(decoder, z, num_atoms, lattice, types0, frac0, num_types, update_types):
+    """What both coordinate samplers share: the Cartesian state ``{"cart", "types"}``
+    (one-hot types), its context, the periodic ``constrain`` and a decoder call.
+
+    Returns:
+      ``(init, ctx, mask [B, N], mat [B, 3, 3], constrain, call)`` with
+      ``call(state) -> (d [B, N, 3], new_types [B, N, K])``.
+    """
+    b, n = types0.shape
+    mask = _node_mask(num_atoms, n)  # [B, N]
+    mat = lattice_params_to_matrix(lattice)  # [B, 3, 3]
+    ctx = {
+        "z": z,
+        "lattice": lattice,
+        "node_mask": mask,
+        "masks": {"cart": mask[..., None], "types": mask[..., None]},
+    }
+
+    def call(state):
+        frac = _cart_to_frac(state["cart"], mat)
+        d, logits = decoder(ctx["z"], state["types"], frac, ctx["lattice"], ctx["node_mask"])
+        new_types = (
+            jax.nn.one_hot(jnp.argmax(logits, -1), num_types) if update_types else state["types"]
+        )
+        return d, new_types
+
+    def constrain(state, ctx):
+        frac = _cart_to_frac(state["cart"], mat)
+        return {**state, "cart": jnp.einsum("bni,bij->bnj", frac, mat)}
+
+    init = {
+        "cart": jnp.einsum("bni,bij->bnj", frac0, mat),
+        "types": jax.nn.one_hot(types0, num_types),
+    }
+    return init, ctx, mask, mat, constrain, call
+
+
+def _decoded(state, mask, mat) -> tuple[Array, Array]:
+    frac = _cart_to_frac(state["cart"], mat) * mask[..., None]
+    types = (jnp.argmax(state["types"], -1) * mask).astype(jnp.int32)
+    return frac, types
+
+
 def langevin_decode(
     decoder,
     z: Array,
@@ -334,14 +502,16 @@ def langevin_decode(
     step_lr: float = 1e-4,
     min_sigma: float = 0.0,
     update_types: bool = True,
+    coord_D: float = math.inf,
 ) -> tuple[Array, Array, dict]:
     """CDVAE's annealed Langevin decoding of a batch of latents (``langevin_dynamics``).
 
     The state is the Cartesian coordinates ``cart`` and one-hot ``types``; each step
-    ``cart <- cart + step * d / sigma + sqrt(2 step) eps`` with ``d`` the decoder's
-    coordinate output and ``step = step_lr (sigma / sigma_L)^2``, then the coordinates
-    are wrapped into the cell and (``update_types``) the types set to the argmax of the
-    decoder's logits (an assigned leaf of
+    ``cart <- cart + step * s + sqrt(2 step) eps`` with the score ``s = d / sigma``
+    (``d`` the decoder's coordinate output; for a finite ``coord_D`` the PFGM++ kernel
+    score :func:`kernel_score`) and ``step = step_lr (sigma / sigma_L)^2``, then the
+    coordinates are wrapped into the cell and (``update_types``) the types set to the
+    argmax of the decoder's logits (an assigned leaf of
     :func:`~genmodels.samplers.langevin.annealed_langevin_sample`).
 
     Args:
@@ -358,37 +528,22 @@ def langevin_decode(
       n_step_each, step_lr, min_sigma: Langevin settings (CDVAE 100, 1e-4, 0).
       update_types: set the types to the decoder's argmax after each step (``False``:
         keep ``types0``, CDVAE's ``gt_atom_types``).
+      coord_D: augmented dimensions of the coordinate kernel the decoder was trained
+        with (``inf``: CDVAE's Gaussian noise and score ``d / sigma``).
 
     Returns:
       ``(frac [B, N, 3] in [0, 1), types [B, N] int32, info)``, 0 on padding; ``info``
       as returned by the sampler (``nfe``, ``sigmas``).
     """
     b, n = types0.shape
-    mask = _node_mask(num_atoms, n)  # [B, N]
-    mat = lattice_params_to_matrix(lattice)  # [B, 3, 3]
-    ctx = {
-        "z": z,
-        "lattice": lattice,
-        "node_mask": mask,
-        "masks": {"cart": mask[..., None], "types": mask[..., None]},
-    }
+    init, ctx, mask, mat, constrain, call = _decode_problem(
+        decoder, z, num_atoms, lattice, types0, frac0, num_types, update_types
+    )
 
     def score_fn(state, sigma, ctx):
-        frac = _cart_to_frac(state["cart"], mat)
-        d, logits = decoder(ctx["z"], state["types"], frac, ctx["lattice"], ctx["node_mask"])
-        new_types = (
-            jax.nn.one_hot(jnp.argmax(logits, -1), num_types) if update_types else state["types"]
-        )
-        return {"cart": d / sigma[:, None, None], "types": new_types}
+        d, new_types = call(state)
+        return {"cart": kernel_score(d, sigma, coord_D, ctx["node_mask"]), "types": new_types}
 
-    def constrain(state, ctx):
-        frac = _cart_to_frac(state["cart"], mat)
-        return {**state, "cart": jnp.einsum("bni,bij->bnj", frac, mat)}
-
-    init = {
-        "cart": jnp.einsum("bni,bij->bnj", frac0, mat),
-        "types": jax.nn.one_hot(types0, num_types),
-    }
     state, info = annealed_langevin_sample(
         score_fn,
         sigmas,
@@ -402,8 +557,58 @@ def langevin_decode(
         constrain=constrain,
         assign=("types",),
     )
-    frac = _cart_to_frac(state["cart"], mat) * mask[..., None]
-    types = (jnp.argmax(state["types"], -1) * mask).astype(jnp.int32)
+    frac, types = _decoded(state, mask, mat)
+    return frac, types, info
+
+
+def ode_decode(
+    decoder,
+    z: Array,
+    num_atoms: Array,
+    lattice: Array,
+    types0: Array,
+    frac0: Array,
+    *,
+    sigmas: np.ndarray,
+    num_types: int,
+    method: str = "heun",
+    update_types: bool = True,
+) -> tuple[Array, Array, dict]:
+    """Decode a batch of latents with the PFGM++ / EDM backward ODE on the coordinates.
+
+    ``dx/dsigma = (x - D(x; sigma)) / sigma = -d(x)`` in Cartesian space, where
+    ``d = (D - x) / sigma`` is the decoder's coordinate output (CDVAE's target, the
+    denoising direction for any ``D``: Xu et al. 2023's aligned ODE), from ``frac0``
+    at ``sigmas[0]`` down the grid ``sigmas`` followed by 0
+    (:func:`~genmodels.samplers.ode.sigma_grid_sample`; Heun steps and a final Euler
+    step to 0, ``2 L - 1`` decoder calls for ``L`` levels, or ``L`` Euler steps). The
+    coordinates are wrapped into the cell after every step and (``update_types``) the
+    types set to the argmax of the decoder's logits, as in :func:`langevin_decode`.
+    Deterministic given ``frac0`` and ``types0``.
+
+    Args:
+      decoder, z, num_atoms, lattice, types0, frac0, num_types, update_types: as for
+        :func:`langevin_decode`.
+      sigmas: [L] decreasing positive noise levels (concrete).
+      method: ``"heun"`` or ``"euler"``.
+
+    Returns:
+      ``(frac [B, N, 3] in [0, 1), types [B, N] int32, info)``, 0 on padding; ``info``
+      from the sampler (``nfe``, ``sigmas`` with the final 0).
+    """
+    init, ctx, mask, mat, constrain, call = _decode_problem(
+        decoder, z, num_atoms, lattice, types0, frac0, num_types, update_types
+    )
+
+    def slope_fn(state, sigma, ctx):
+        d, new_types = call(state)
+        return {"cart": -d, "types": new_types}
+
+    grid = np.concatenate([np.asarray(sigmas, np.float32), np.zeros((1,), np.float32)])
+    state, info = sigma_grid_sample(
+        slope_fn, grid, ctx, init=init, method=method, constrain=constrain, assign=("types",)
+    )
+    frac, types = _decoded(state, mask, mat)
     return frac, types, info
 
 
@@ -567,7 +772,7 @@ def _ce(logits: Array, labels: Array) -> Array:
 class CDVAE:
     """CDVAE on one crystal benchmark (see the module docstring)."""
 
-    samplers = ("langevin",)
+    samplers = SAMPLERS
     sample_suffix = ".cif"
 
     def __init__(self, config: CDVAEConfig):
@@ -575,6 +780,12 @@ class CDVAE:
             raise ValueError(
                 f"unknown crystal dataset {config.dataset!r}; "
                 f"choose one of {', '.join(CRYSTAL_DATASETS)}"
+            )
+        if not config.coord_D > 0:
+            raise ValueError(f"coord_D must be positive (or inf: Gaussian), got {config.coord_D}")
+        if config.sampler not in SAMPLERS:
+            raise ValueError(
+                f"unknown CDVAE sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}"
             )
         self.config = config
         self.domain = CrystalDomain(config.max_atoms, config.num_types, one_hot_types=False)
@@ -719,10 +930,11 @@ class CDVAE:
         rand_types = jax.random.categorical(k_type, jnp.log(type_probs), axis=-1)
         rand_types = (rand_types * mask).astype(jnp.int32)  # [B, N]
 
-        # noisy coordinates: Cartesian noise in the decoding lattice, back to [0, 1)
+        # noisy coordinates: Cartesian noise (Gaussian, or the PFGM++ kernel for a finite
+        # coord_D) in the decoding lattice, back to [0, 1)
         mat = lattice_params_to_matrix(used)
         cart = jnp.einsum("bni,bij->bnj", frac, mat)
-        cart = cart + jax.random.normal(k_noise, frac.shape) * sigma[:, None, None]
+        cart = cart + coordinate_noise(k_noise, frac.shape, sigma, c.coord_D, mask)
         noisy_frac = _cart_to_frac(cart, mat) * mask[..., None]
 
         d, type_logits = model.decoder(z, rand_types, noisy_frac, used, mask)
@@ -761,27 +973,40 @@ class CDVAE:
         return loss, metrics
 
     # -------------------------------------------------------------- decoding
-    def _runner(self, model: CDVAEModel, kind: str, batch: int, n_step_each: int, **ld):
+    def _runner(self, model: CDVAEModel, kind: str, batch: int, sampler: str, steps: int, **ld):
         """A ``(params, rest, key, *inputs) -> arrays`` decoding function for one setting.
 
         Two jitted stages: the latent and the heads' statistics (atom counts, lattice,
-        composition) first; then Langevin decoding, padded only to the largest atom count
-        of the batch (a host read between the stages; one compilation per padding size).
-        A perov_5 batch decodes 5-atom crystals, not ``max_atoms``-atom buffers.
+        composition) first; then coordinate decoding (``sampler``: annealed Langevin with
+        ``steps`` steps per level, or the backward ODE on ``steps`` levels), padded only
+        to the largest atom count of the batch (a host read between the stages; one
+        compilation per padding size). A perov_5 batch decodes 5-atom crystals, not
+        ``max_atoms``-atom buffers.
+
+        When the batch splits evenly over several devices (GPUs, or CPU devices simulated
+        with ``--xla_force_host_platform_device_count``) both stages run data parallel:
+        parameters replicated, every per-crystal array sharded along the batch. Sharding
+        does not change the result beyond float32 rounding (each crystal's computation
+        and random stream are the same).
         """
         cache = self.__dict__.setdefault("_fn_cache", {})
         graphdef, _, _ = split_model(model)
-        key_ = (kind, batch, n_step_each, tuple(sorted(ld.items())), graphdef)
+        ndev = jax.device_count()
+        key_ = (kind, batch, sampler, steps, tuple(sorted(ld.items())), graphdef, ndev)
         if key_ in cache:
             return cache[key_]
         c = self.config
-        settings = dict(
-            sigmas=self.sigmas,
-            num_types=c.num_types,
-            n_step_each=n_step_each,
-            step_lr=ld["step_lr"],
-            min_sigma=ld["min_sigma"],
-        )
+        mesh = data_mesh() if ndev > 1 and batch % ndev == 0 else None
+
+        def shard(st: dict) -> dict:
+            """Constrain every per-crystal leaf to the batch sharding (not the key)."""
+            if mesh is None:
+                return st
+            sh = batch_sharded(mesh)
+            return {
+                k: v if k == "key" else jax.lax.with_sharding_constraint(v, sh)
+                for k, v in st.items()
+            }
 
         def heads(net, z, key, num_atoms=None, gt_types=None):
             _, counts, _, lattice, comp_logits = net.decode_stats(z, num_atoms)
@@ -789,7 +1014,40 @@ class CDVAE:
             out["probs"] = jax.nn.softmax(comp_logits, -1)
             if gt_types is not None:
                 out["gt_types"] = gt_types
-            return out
+            return shard(out)
+
+        def decode(net, z, counts, lattice, types0, frac0, key, update_types):
+            if sampler == "langevin":
+                return langevin_decode(
+                    net.decoder,
+                    z,
+                    counts,
+                    lattice,
+                    types0,
+                    frac0,
+                    key,
+                    sigmas=self.sigmas,
+                    num_types=c.num_types,
+                    n_step_each=steps,
+                    step_lr=ld["step_lr"],
+                    min_sigma=ld["min_sigma"],
+                    update_types=update_types,
+                    coord_D=c.coord_D,
+                )
+            # the ODE's levels: CDVAE's geometric ones, ``steps`` of them (then 0)
+            sigmas = geometric_sigmas(c.sigma_begin, c.sigma_end, steps)
+            return ode_decode(
+                net.decoder,
+                z,
+                counts,
+                lattice,
+                types0,
+                frac0,
+                sigmas=sigmas,
+                num_types=c.num_types,
+                method=sampler,
+                update_types=update_types,
+            )
 
         decoders: dict[int, Any] = {}
 
@@ -799,6 +1057,7 @@ class CDVAE:
                 @jax.jit
                 def dec(params, rest, st):
                     net = nnx.merge(graphdef, params, rest)
+                    st = shard(st)
                     z, counts, lattice = st["z"], st["num_atoms"], st["lattice"]
                     k_comp, k_frac, k_ld = jax.random.split(st["key"], 3)
                     gt = st.get("gt_types")
@@ -807,19 +1066,15 @@ class CDVAE:
                     else:
                         types0 = jnp.pad(gt, ((0, 0), (0, max(n - gt.shape[1], 0))))[:, :n]
                         types0 = types0 * _node_mask(counts, n).astype(types0.dtype)
+                    # uniform on the torus: CDVAE's start, and the wrapped Gaussian or
+                    # PFGM++ kernel at sigma_1 = 10 A up to exponentially small terms
                     frac0 = jax.random.uniform(k_frac, (z.shape[0], n, 3))
-                    frac, types, _ = langevin_decode(
-                        net.decoder,
-                        z,
-                        counts,
-                        lattice,
-                        types0,
-                        frac0,
-                        k_ld,
-                        update_types=gt is None,
-                        **settings,
+                    init = shard({"types0": types0, "frac0": frac0})
+                    frac, types, _ = decode(
+                        net, z, counts, lattice, init["types0"], init["frac0"], k_ld, gt is None
                     )
-                    return {"frac": frac, "types": types, "lattice": lattice, "num_atoms": counts}
+                    out = {"frac": frac, "types": types, "lattice": lattice, "num_atoms": counts}
+                    return shard(out)
 
                 decoders[n] = dec
             return decoders[n]
@@ -836,7 +1091,7 @@ class CDVAE:
 
             @jax.jit
             def first(params, rest, key, z):
-                return heads(nnx.merge(graphdef, params, rest), z, key)
+                return heads(nnx.merge(graphdef, params, rest), shard({"z": z})["z"], key)
 
         elif kind == "reconstruct":
             use_mean, force_n, force_t = ld["use_mean"], ld["force_num_atoms"], ld["force_types"]
@@ -844,6 +1099,13 @@ class CDVAE:
             @jax.jit
             def first(params, rest, key, frac, types, lattice, num_atoms):
                 net = nnx.merge(graphdef, params, rest)
+                inp = shard({"frac": frac, "types": types, "lattice": lattice, "n": num_atoms})
+                frac, types, lattice, num_atoms = (
+                    inp["frac"],
+                    inp["types"],
+                    inp["lattice"],
+                    inp["n"],
+                )
                 ke, kd = jax.random.split(key)
                 mask = _node_mask(num_atoms, types.shape[1])
                 mu, logvar = net.encode(types, frac, lattice, mask)
@@ -854,6 +1116,9 @@ class CDVAE:
             raise ValueError(kind)
 
         def run(params, rest, *args):
+            if mesh is not None:
+                # parameters (e.g. restored onto one device) replicated over the mesh
+                params, rest = jax.device_put((params, rest), replicated(mesh))
             st = first(params, rest, *args)
             n = int(jax.device_get(jnp.max(st["num_atoms"])))  # one host read per batch
             if "gt_types" in st:
@@ -863,18 +1128,36 @@ class CDVAE:
         cache[key_] = run
         return run
 
-    def _ld_options(self, steps, options) -> tuple[int, dict]:
+    def _decode_options(self, sampler, steps, options) -> tuple[str, int, dict]:
+        """``(sampler, steps, sampler options)`` with the config's defaults filled in.
+
+        ``steps``: Langevin steps per level (default ``n_step_each``) or the ODE's number
+        of levels (default ``num_noise_level``, CDVAE's levels exactly).
+        """
         c = self.config
+        sampler = sampler or c.sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(
+                f"unknown CDVAE sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}"
+            )
         opts = dict(options)
-        ld = {
-            "step_lr": float(opts.pop("step_lr", c.step_lr)),
-            "min_sigma": float(opts.pop("min_sigma", c.min_sigma)),
-        }
+        if sampler == "langevin":
+            ld = {
+                "step_lr": float(opts.pop("step_lr", c.step_lr)),
+                "min_sigma": float(opts.pop("min_sigma", c.min_sigma)),
+            }
+            accepted, default = "step_lr, min_sigma", c.n_step_each
+        else:
+            ld, accepted, default = {}, "no options", c.num_noise_level
         if opts:
             raise ValueError(
-                f"CDVAE sampling got unknown options {sorted(opts)}; it accepts step_lr, min_sigma"
+                f"CDVAE {sampler} sampling got unknown options {sorted(opts)}; it accepts "
+                f"{accepted}"
             )
-        return int(steps or c.n_step_each), ld
+        steps = int(steps or default)
+        if sampler != "langevin" and steps < 1:
+            raise ValueError(f"the ODE needs at least one noise level, got steps={steps}")
+        return sampler, steps, ld
 
     def decode_arrays(self, out: dict) -> list[Structure | None]:
         """Structures from decoded arrays (``frac``, ``types``, ``lattice``, ``num_atoms``,
@@ -917,21 +1200,22 @@ class CDVAE:
           model: a trained model.
           key: PRNG key; batch ``r`` uses ``fold_in(key, r)``.
           num: number of crystals.
-          sampler: ``"langevin"`` (the only one).
-          steps: Langevin steps per noise level (default ``n_step_each``, 100).
-          batch_size: crystals per jitted batch (default ``sample_batch``).
+          sampler: ``"langevin"`` (CDVAE), ``"heun"`` or ``"euler"`` (the PFGM++ / EDM
+            backward ODE); default the config's ``sampler``.
+          steps: Langevin steps per noise level (default ``n_step_each``, 100), or the
+            number of ODE levels (default ``num_noise_level``, 50).
+          batch_size: crystals per jitted batch (default ``sample_batch``); it runs
+            sharded over all devices when it is a multiple of their number.
           progress: tqdm bar over batches.
-          **options: ``step_lr``, ``min_sigma`` overrides.
+          **options: ``step_lr``, ``min_sigma`` overrides (Langevin).
 
         Returns:
           ``frac`` [num, N, 3], ``types`` [num, N] (class ``k`` is atomic number ``k + 1``),
           ``lattice`` [num, 6] and ``num_atoms`` [num], ``N`` the largest count generated.
         """
-        if sampler not in (None, "langevin"):
-            raise ValueError(f"unknown CDVAE sampler {sampler!r}; choose langevin")
-        n_each, ld = self._ld_options(steps, options)
+        sampler, steps, ld = self._decode_options(sampler, steps, options)
         batch = batch_size or self.config.sample_batch
-        run = self._runner(model, "generate", batch, n_each, **ld)
+        run = self._runner(model, "generate", batch, sampler, steps, **ld)
         _, params, rest = split_model(model)
         parts = []
         rounds = math.ceil(num / batch)
@@ -952,13 +1236,15 @@ class CDVAE:
         key: Array,
         z: Array,
         *,
+        sampler: str | None = None,
         steps: int | None = None,
         **options: Any,
     ) -> list[Structure | None]:
-        """Decode given latents [B, latent_dim] by Langevin dynamics (one jitted batch)."""
-        n_each, ld = self._ld_options(steps, options)
+        """Decode given latents [B, latent_dim] (one jitted batch; ``sampler``, ``steps``
+        and ``options`` as for :meth:`sample_arrays`)."""
+        sampler, steps, ld = self._decode_options(sampler, steps, options)
         z = jnp.asarray(z, jnp.float32)
-        run = self._runner(model, "latent", int(z.shape[0]), n_each, **ld)
+        run = self._runner(model, "latent", int(z.shape[0]), sampler, steps, **ld)
         _, params, rest = split_model(model)
         return self.decode_arrays(run(params, rest, key, z))
 
@@ -969,6 +1255,7 @@ class CDVAE:
         split: str = "test",
         *,
         num: int | None = None,
+        sampler: str | None = None,
         steps: int | None = None,
         batch_size: int | None = None,
         use_mean: bool = False,
@@ -981,12 +1268,13 @@ class CDVAE:
 
         CDVAE ``reconstructon``: the latent is the reparameterized sample ``mu + sigma
         eps`` (``use_mean=True``: ``mu``); atom count, lattice and types come from the
-        heads unless forced to the ground truth. Batch ``r`` uses ``fold_in(key, r)``.
+        heads unless forced to the ground truth. Batch ``r`` uses ``fold_in(key, r)``;
+        ``sampler``, ``steps`` and ``options`` as for :meth:`sample_arrays`.
 
         Returns:
           The arrays of :meth:`sample_arrays`, one row per input crystal in split order.
         """
-        n_each, ld = self._ld_options(steps, options)
+        sampler, steps, ld = self._decode_options(sampler, steps, options)
         a = self.arrays(split)
         total = a["num_atoms"].shape[0] if num is None else min(num, a["num_atoms"].shape[0])
         batch = min(batch_size or self.config.sample_batch, total)
@@ -994,7 +1282,8 @@ class CDVAE:
             model,
             "reconstruct",
             batch,
-            n_each,
+            sampler,
+            steps,
             use_mean=bool(use_mean),
             force_num_atoms=bool(force_num_atoms),
             force_types=bool(force_atom_types),
