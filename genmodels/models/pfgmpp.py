@@ -263,15 +263,7 @@ class PFGMPPImageConfig(ImageMethodConfig):
 
     def process(self) -> PFGMPP:
         """The :class:`~genmodels.processes.pfgmpp.PFGMPP` of these settings."""
-        return PFGMPP(
-            D=float(self.D),
-            sigma_min=self.sigma_min,
-            sigma_max=self.sigma_max,
-            sigma_data=self.sigma_data,
-            P_mean=self.P_mean,
-            P_std=self.P_std,
-            rho=self.rho,
-        )
+        return PFGMPP.from_settings(self)
 
 
 class PFGMPPImageNet(nnx.Module):

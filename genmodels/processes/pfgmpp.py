@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -249,6 +250,20 @@ class PFGMPP:
     P_mean: float = -1.2
     P_std: float = 1.2
     rho: float = 7.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> PFGMPP:
+        """The process of a config that carries the same field names (a method's config).
+
+        Args:
+          settings: any object with ``D``, ``sigma_min``, ``sigma_max``, ``sigma_data``,
+            ``P_mean``, ``P_std`` and ``rho`` attributes.
+
+        Returns:
+          The :class:`PFGMPP` with those values (``D`` as a float, ``inf`` allowed).
+        """
+        names = ("sigma_min", "sigma_max", "sigma_data", "P_mean", "P_std", "rho")
+        return cls(D=float(settings.D), **{n: getattr(settings, n) for n in names})
 
     def sample_time(self, key: Array, batch: int) -> Array:
         """Training noise levels ``sigma = exp(P_mean + P_std z)`` [B] (EDM Table 1)."""
