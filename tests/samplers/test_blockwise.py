@@ -77,9 +77,7 @@ def test_block_loop_fills_slots_in_order_and_stops():
         close_block=close_block,
         max_blocks=n,
     )
-    np.testing.assert_array_equal(
-        np.asarray(ctx["block_id"][0]), [0, 0, 1, 2, 2, 2, -1, -1]
-    )
+    np.testing.assert_array_equal(np.asarray(ctx["block_id"][0]), [0, 0, 1, 2, 2, 2, -1, -1])
     assert np.all(np.asarray(info["blocks"]) == 3)
     assert int(info["nfe"]) == 9
     assert np.all(np.asarray(out["x"])[:, 6:] == 0)  # never opened
