@@ -1,14 +1,26 @@
-"""PFGM++ / EDM and flow matching (+ BOSS) on molecule graphs with GDSS's state and networks.
+"""PFGM++ / EDM and flow matching (+ BOSS) on graphs with GDSS's state and networks.
 
 Issue #10 ("each method on every domain where it is meaningful"): the continuous methods
 of the image domain, :mod:`genmodels.models.pfgmpp` and :mod:`genmodels.models.flow`,
 on the dense graph state of GDSS (Jo, Lee, Hwang, ICML 2022). Everything but the process
-and the sampler is :class:`~genmodels.models.gdss.GDSSMolecules`': the data pipeline
-(QM9 / ZINC250k / MOSES), the molecule domain adapter (one-hot atom types ``x``
-[B, N, F] with all-zero padding rows, Kekule bond orders ``adj`` [B, N, N] in {0..3},
-node mask in ``ctx``), atom counts drawn from the training set at sampling, GDSS's
-decoding with and without valency correction, the ``.smi`` files and the metrics
-(validity, validity without correction, uniqueness, novelty, FCD, NSPDK).
+and the sampler is GDSS's, mixed in per domain:
+
+- molecules (:class:`GraphPFGMPP`, :class:`GraphFlow`; recipes ``pfgmpp_qm9``,
+  ``flow_qm9``): :class:`~genmodels.models.gdss.GDSSMolecules`' data pipeline (QM9 /
+  ZINC250k / MOSES), the molecule domain adapter (one-hot atom types ``x`` [B, N, F] with
+  all-zero padding rows, Kekule bond orders ``adj`` [B, N, N] in {0..3}, node mask in
+  ``ctx``), atom counts drawn from the training set at sampling, GDSS's decoding with and
+  without valency correction, the ``.smi`` files and the metrics (validity, validity
+  without correction, uniqueness, novelty, FCD, NSPDK);
+- generic graphs (:class:`GenericGraphPFGMPP`, :class:`GenericGraphFlow`; recipes
+  ``pfgmpp_community_small``, ``flow_community_small``):
+  :class:`~genmodels.models.gdss.GDSS`' data (community_small, ego_small, ENZYMES, grid;
+  the first 20% of each file is the test split), degree one-hot ``x``, 0/1 ``adj``,
+  node counts from the training graphs, decoding by thresholding ``adj`` at 0.5 and
+  dropping isolated nodes, ``.g6`` files and the MMD suite (degree, clustering, orbit,
+  spectral).
+
+The config's ``build`` picks the class by its ``dataset``.
 
 **State and noise.** One process per leaf (``x`` and ``adj``), both at one noise level
 per sample (``sigma`` for PFGM++, ``t`` for flow), drawn once and shared by the two
@@ -84,10 +96,10 @@ from flax import nnx
 from genmodels.core.grids import edm_sigma_grid, uniform_grid
 from genmodels.core.masks import graph_masks
 from genmodels.core.types import Array, Context, State
-from genmodels.domains.graphs import symmetrize_upper
+from genmodels.domains.graphs import GraphDomain, symmetrize_upper
 from genmodels.models.base import split_model
 from genmodels.models.flow import BOSS_GRIDS_FILE, find_boss_grids, read_boss_grids
-from genmodels.models.gdss import MOLECULE_DATASETS, GDSSMolecules
+from genmodels.models.gdss import GDSS, MOLECULE_DATASETS, GDSSMolecules
 from genmodels.nets.graph import GDSS_NET_CONFIGS, GDSSNetConfig
 from genmodels.processes.base import Processes, loss_state
 from genmodels.processes.flow import LinearFlow
@@ -99,6 +111,8 @@ from genmodels.train.sharding import batch_sharded, data_mesh
 __all__ = [
     "FLOW_SAMPLERS",
     "PFGMPP_SAMPLERS",
+    "GenericGraphFlow",
+    "GenericGraphPFGMPP",
     "GraphContinuousConfig",
     "GraphFieldNet",
     "GraphFlow",
@@ -258,14 +272,17 @@ class GraphFlowNet(GraphFieldNet):
 
 @dataclass(frozen=True)
 class GraphContinuousConfig:
-    """Fields shared by the molecule-graph PFGM++ and flow recipes.
+    """Fields shared by the graph PFGM++ and flow recipes.
 
     Attributes:
-      dataset: qm9, zinc250k or moses (GDSS's molecule data, :class:`GDSSMolConfig`).
-      index_offset: how the split file's ids map to rows (see data/README.md).
-      eval_fcd, eval_nspdk: compute FCD (needs the ``metrics`` extra) and NSPDK.
+      dataset: a molecule data set (qm9, zinc250k, moses: GDSS's molecule data,
+        :class:`GDSSMolConfig`) or a generic-graph one (community_small, ego_small,
+        ENZYMES, grid: :class:`GDSSConfig`'s); ``build`` picks the method class by it.
+      index_offset: molecules: how the split file's ids map to rows (data/README.md).
+      eval_fcd, eval_nspdk: molecules: compute FCD (``metrics`` extra) and NSPDK.
       moses_limit: MOSES training molecules to load (``None``: all).
-      net: GDSS network sizes (``max_feat_num`` = atom types, ``max_node_num`` = atoms).
+      net: GDSS network sizes (``max_feat_num`` = atom types or degree classes,
+        ``max_node_num`` = atoms or nodes).
       time_input: append the noise label to the node features (module docstring).
       sampler: default sampler.
       sample_steps: default number of steps (noise levels for PFGM++).
@@ -310,8 +327,8 @@ class GraphPFGMPPConfig(GraphContinuousConfig):
     P_mean: float = -1.2
     P_std: float = 1.2
 
-    def build(self) -> GraphPFGMPP:
-        return GraphPFGMPP(self)
+    def build(self) -> GraphPFGMPP | GenericGraphPFGMPP:
+        return (GraphPFGMPP if self.dataset in MOLECULE_DATASETS else GenericGraphPFGMPP)(self)
 
     def process(self) -> PFGMPP:
         """The :class:`~genmodels.processes.pfgmpp.PFGMPP` of these settings."""
@@ -333,25 +350,22 @@ class GraphFlowConfig(GraphContinuousConfig):
     t_eps: float = 1e-3
     boss_grids: str | None = None
 
-    def build(self) -> GraphFlow:
-        return GraphFlow(self)
+    def build(self) -> GraphFlow | GenericGraphFlow:
+        return (GraphFlow if self.dataset in MOLECULE_DATASETS else GenericGraphFlow)(self)
 
 
 # ------------------------------------------------------------------ methods
 
 
-class _GraphContinuous(GDSSMolecules):
-    """Shared body: GDSSMolecules' data, decoding, files and metrics; a continuous process
-    per leaf at one shared noise level; jitted sampling (one compile per batch/sampler/
-    steps), the batch split over devices when it divides evenly."""
+class _GraphContinuous:
+    """Shared body, mixed into GDSS's generic-graph (:class:`GDSS`) or molecule
+    (:class:`GDSSMolecules`) method for its data, decoding, files and metrics: a
+    continuous process per leaf at one shared noise level; jitted sampling (one compile
+    per batch/sampler/steps), the batch split over devices when it divides evenly."""
 
     samplers: tuple[str, ...] = ()
 
     def __init__(self, config: GraphContinuousConfig):
-        if config.dataset not in MOLECULE_DATASETS:
-            raise ValueError(
-                f"unknown molecule data set {config.dataset!r}; choose one of {MOLECULE_DATASETS}"
-            )
         if config.sampler not in self.samplers:
             raise ValueError(
                 f"unknown sampler {config.sampler!r}; choose one of {', '.join(self.samplers)}"
@@ -368,11 +382,17 @@ class _GraphContinuous(GDSSMolecules):
         """Loader arrays -> GDSS state and context (jit-compatible).
 
         Args:
-          batch: ``{"types": [B, N] int (-1 on padding), "bonds": [B, N, N] int}``.
+          batch: molecules ``{"types": [B, N] int (-1 on padding), "bonds": [B, N, N]
+            int}``; generic graphs ``{"x": [B, N, F], "adj": [B, N, N], "node_mask":
+            [B, N]}`` (:meth:`GDSS.loader`).
 
         Returns:
           ``({"x": [B, N, F] one-hot, "adj": [B, N, N] float}, {"node_mask", "masks"})``.
         """
+        if "types" not in batch:
+            node_mask = jnp.asarray(batch["node_mask"], jnp.float32)
+            x0 = {k: jnp.asarray(batch[k], jnp.float32) for k in ("x", "adj")}
+            return x0, {"node_mask": node_mask, "masks": graph_masks(node_mask)}
         types = jnp.asarray(batch["types"]).astype(jnp.int32)  # [B, N]
         node_mask = (types >= 0).astype(jnp.float32)
         x0 = {
@@ -399,7 +419,7 @@ class _GraphContinuous(GDSSMolecules):
 
     # -------------------------------------------------------------- sampling
     def _setup(self, key: Array, batch: int) -> tuple[Context, Array, dict]:
-        """``(ctx, prior key, shapes)`` of one batch: atom counts from the training set."""
+        """``(ctx, prior key, shapes)`` of one batch: node counts from the training set."""
         kc, ks = jax.random.split(key)
         ctx = self._count_sampler(kc, batch)
         n, f = self.config.net.max_node_num, self.config.net.max_feat_num
@@ -444,8 +464,8 @@ class _GraphContinuous(GDSSMolecules):
         return run, mesh
 
 
-class GraphPFGMPP(_GraphContinuous):
-    """PFGM++ / EDM on molecule graphs (module docstring)."""
+class _PFGMPPBody(_GraphContinuous):
+    """PFGM++ / EDM on the GDSS graph state (module docstring)."""
 
     samplers = PFGMPP_SAMPLERS
 
@@ -492,8 +512,9 @@ class GraphPFGMPP(_GraphContinuous):
         )
 
 
-class GraphFlow(_GraphContinuous):
-    """Flow matching on molecule graphs, Euler / Heun / BOSS samplers (module docstring)."""
+class _FlowBody(_GraphContinuous):
+    """Flow matching on the GDSS graph state, Euler / Heun / BOSS samplers (module
+    docstring)."""
 
     samplers = FLOW_SAMPLERS
     #: files of a training run that ``genmodels export`` carries along
@@ -581,3 +602,39 @@ class GraphFlow(_GraphContinuous):
         return euler_sample(
             net, self.processes, ctx, key, shapes=shapes, grid=times, constrain=cons
         )
+
+
+# ------------------------------------------------------------------ per domain
+
+
+class _MoleculeChecks:
+    def __init__(self, config: GraphContinuousConfig):
+        if config.dataset not in MOLECULE_DATASETS:
+            raise ValueError(
+                f"unknown molecule data set {config.dataset!r}; choose one of {MOLECULE_DATASETS}"
+            )
+        super().__init__(config)
+
+
+class _GenericDomain:
+    def __init__(self, config: GraphContinuousConfig):
+        super().__init__(config)
+        # GDSS's generic-graph adapter: degree one-hot ``x``, 0/1 ``adj``
+        self.domain = GraphDomain(config.net.max_node_num, config.net.max_feat_num)
+
+
+class GraphPFGMPP(_MoleculeChecks, _PFGMPPBody, GDSSMolecules):
+    """PFGM++ / EDM on molecule graphs (QM9, ZINC250k, MOSES; module docstring)."""
+
+
+class GraphFlow(_MoleculeChecks, _FlowBody, GDSSMolecules):
+    """Flow matching (+ BOSS) on molecule graphs (module docstring)."""
+
+
+class GenericGraphPFGMPP(_GenericDomain, _PFGMPPBody, GDSS):
+    """PFGM++ / EDM on generic graphs (community_small, ego_small, ENZYMES, grid): GDSS's
+    degree one-hot features and 0/1 adjacency, decoding (threshold 0.5) and MMD metrics."""
+
+
+class GenericGraphFlow(_GenericDomain, _FlowBody, GDSS):
+    """Flow matching (+ BOSS) on generic graphs (GDSS's data, decoding and MMD metrics)."""
