@@ -93,7 +93,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genmodels.core.grids import edm_sigma_grid, uniform_grid
+from genmodels.core.grids import uniform_grid
 from genmodels.core.masks import graph_masks
 from genmodels.core.types import Array, Context, State
 from genmodels.domains.graphs import GraphDomain, symmetrize_upper
@@ -104,7 +104,12 @@ from genmodels.nets.graph import GDSS_NET_CONFIGS, GDSSNetConfig
 from genmodels.processes.base import Processes, loss_state
 from genmodels.processes.flow import LinearFlow
 from genmodels.processes.pfgmpp import PFGMPP
-from genmodels.samplers.ode import euler_sample, heun_sample, probability_flow_sample
+from genmodels.samplers.ode import (
+    edm_euler_sample,
+    euler_sample,
+    heun_sample,
+    probability_flow_sample,
+)
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.sharding import batch_sharded, data_mesh
 
@@ -485,30 +490,19 @@ class _PFGMPPBody(_GraphContinuous):
         del grid
         c = self.config
         cons = self.domain.constrain
-        if sampler == "heun":
-            return heun_sample(
-                net,
-                self.processes,
-                ctx,
-                key,
-                shapes=shapes,
-                steps=steps,
-                sigma_min=c.sigma_min,
-                sigma_max=c.sigma_max,
-                rho=c.rho,
-                constrain=cons,
-            )
-
-        # Euler in sigma on the same levels: dx/dsigma = (x - D(x; sigma)) / sigma; the
-        # processes' prior is drawn at sigma_max, the grid's first level
-        def slope(state, sigma, ctx):
-            d = net(state, sigma, ctx)
-            s = sigma[:, None, None]
-            return {k: (state[k] - d[k]) / s for k in state}
-
-        sig = edm_sigma_grid(steps, c.sigma_min, c.sigma_max, c.rho)
-        return euler_sample(
-            slope, self.processes, ctx, key, shapes=shapes, grid=sig, constrain=cons
+        # EDM's Heun (2 K - 1 calls) or Euler (K calls) on the same noise levels
+        sample = heun_sample if sampler == "heun" else edm_euler_sample
+        return sample(
+            net,
+            self.processes,
+            ctx,
+            key,
+            shapes=shapes,
+            steps=steps,
+            sigma_min=c.sigma_min,
+            sigma_max=c.sigma_max,
+            rho=c.rho,
+            constrain=cons,
         )
 
 

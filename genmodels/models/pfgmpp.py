@@ -50,7 +50,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from genmodels.core.grids import edm_sigma_grid
 from genmodels.core.types import Array, ConstrainFn, Context, State, identity_constrain
 from genmodels.domains.images import constrain as image_constrain
 from genmodels.models.image_base import ImageMethod, ImageMethodConfig
@@ -58,7 +57,7 @@ from genmodels.nets.unet import UNetConfig
 from genmodels.processes.base import corrupt_state, loss_state
 from genmodels.processes.pfgmpp import PFGMPP
 from genmodels.processes.sde import VESDE
-from genmodels.samplers.ode import euler_sample, heun_sample
+from genmodels.samplers.ode import edm_euler_sample, heun_sample
 from genmodels.samplers.pc import LangevinCorrector, ReverseDiffusion, pc_sample, s4_sample
 
 __all__ = [
@@ -369,29 +368,17 @@ class PFGMPPImages(ImageMethod):
                 scale_eps=c.scale_eps,
                 constrain=constrain,
             )
-        if sampler == "heun":
-            return heun_sample(
-                net,
-                self.processes,
-                {},
-                key,
-                shapes=shapes,
-                steps=steps,
-                sigma_min=c.sigma_min,
-                sigma_max=c.sigma_max,
-                rho=c.rho,
-                constrain=constrain,
-            )
-
-        # Euler on the same noise levels: dx/dsigma = (x - D(x; sigma)) / sigma. The
-        # prior (the process's, at its sigma_max = the grid's first level) and the
-        # update are euler_sample's; sigma plays the role of its decreasing time.
-        def slope(state, sigma, ctx):
-            d = net(state, sigma, ctx)
-            s = sigma[:, None, None, None]
-            return {k: (state[k] - d[k]) / s for k in state}
-
-        grid = edm_sigma_grid(steps, c.sigma_min, c.sigma_max, c.rho)
-        return euler_sample(
-            slope, self.processes, {}, key, shapes=shapes, grid=grid, constrain=constrain
+        # EDM's Heun (2 K - 1 calls) or Euler (K calls) on the same noise levels
+        sample = heun_sample if sampler == "heun" else edm_euler_sample
+        return sample(
+            net,
+            self.processes,
+            {},
+            key,
+            shapes=shapes,
+            steps=steps,
+            sigma_min=c.sigma_min,
+            sigma_max=c.sigma_max,
+            rho=c.rho,
+            constrain=constrain,
         )

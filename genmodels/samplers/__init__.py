@@ -18,7 +18,12 @@ from genmodels.samplers.boss import (
 )
 from genmodels.samplers.langevin import annealed_langevin_sample
 from genmodels.samplers.masked import ancestral_sample, first_hitting_sample
-from genmodels.samplers.ode import euler_sample, heun_sample, probability_flow_sample
+from genmodels.samplers.ode import (
+    edm_euler_sample,
+    euler_sample,
+    heun_sample,
+    probability_flow_sample,
+)
 from genmodels.samplers.pc import (
     EulerMaruyama,
     LangevinCorrector,
@@ -37,6 +42,7 @@ __all__ = [
     "blockwise_sample",
     "cost_matrix",
     "discrete_denoise",
+    "edm_euler_sample",
     "euler_sample",
     "first_hitting_sample",
     "heun_sample",

@@ -1,4 +1,4 @@
-"""Deterministic samplers: Euler for flows, EDM's Heun, and a diffrax probability-flow ODE.
+"""Deterministic samplers: Euler for flows, EDM's Heun (and Euler), a diffrax probability-flow ODE.
 
 All three follow the sampler contract of the package: pure functions
 ``sampler(field_fn, processes, ctx, key, *, shapes, ...) -> (state, info)`` whose step loop
@@ -185,6 +185,45 @@ def heun_sample(
         full = _with_initial(x0, traj)
         info["trajectory"] = {k: jnp.concatenate([full[k], x[k][None]], 0) for k in x}
     return x, info
+
+
+def edm_euler_sample(
+    denoise_fn: FieldFn,
+    processes: Processes,
+    ctx: Context,
+    key: Array,
+    *,
+    shapes: Mapping[str, tuple[int, ...]],
+    steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    constrain: ConstrainFn = identity_constrain,
+) -> tuple[State, dict]:
+    """First-order companion of :func:`heun_sample`: Euler steps of
+    ``dx/dsigma = (x - D(x; sigma)) / sigma`` on the same grid (``steps`` denoiser calls).
+
+    The sigma grid plays the role of :func:`euler_sample`'s decreasing time, so the prior
+    is the processes' own (drawn at their ``sigma_max``, the grid's first level, for
+    :class:`~genmodels.processes.pfgmpp.PFGMPP`) and the last step lands on ``sigma = 0``.
+
+    Args:
+      denoise_fn: ``(state, sigma [B], ctx) -> dict`` denoised estimate D(x; sigma).
+      processes, ctx, key, shapes, constrain: as for :func:`euler_sample`.
+      steps, sigma_min, sigma_max, rho: the EDM grid (:func:`edm_sigma_grid`).
+
+    Returns:
+      ``(state, info)`` with ``info["nfe"] = steps``.
+    """
+
+    def slope(state: State, sigma: Array, ctx: Context) -> State:
+        d = denoise_fn(state, sigma, ctx)
+        return {
+            k: (state[k] - d[k]) / sigma.reshape(-1, *([1] * (state[k].ndim - 1))) for k in state
+        }
+
+    grid = edm_sigma_grid(steps, sigma_min, sigma_max, rho)
+    return euler_sample(slope, processes, ctx, key, shapes=shapes, grid=grid, constrain=constrain)
 
 
 def _evals_per_step(solver: diffrax.AbstractSolver) -> tuple[int, bool]:

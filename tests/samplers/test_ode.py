@@ -21,7 +21,12 @@ import scipy.stats
 from genmodels.core.mixture import GaussianMixture
 from genmodels.processes.flow import LinearFlow
 from genmodels.processes.pfgmpp import PFGMPP, exact_denoiser, radius_cdf
-from genmodels.samplers.ode import euler_sample, heun_sample, probability_flow_sample
+from genmodels.samplers.ode import (
+    edm_euler_sample,
+    euler_sample,
+    heun_sample,
+    probability_flow_sample,
+)
 
 GM = GaussianMixture(weights=(0.3, 0.7), means=((-2.0, 0.0), (1.5, 1.0)), stds=(0.3, 0.5))
 B = 4000
@@ -186,6 +191,30 @@ def test_heun_pfgmpp_reproduces_points():
     )
     assert res.pvalue > 1e-3, res
     _check_points(check_contract(x, info, calls, constrain_calls=19))
+
+
+def test_edm_euler_lands_on_a_point_mass_and_matches_fine_heun():
+    """Euler in sigma: with a constant denoiser ``D = y`` the last step
+    ``x + (0 - s)(x - y) / s`` lands exactly on ``y``; with the exact PFGM++ denoiser of
+    3 points and many levels it ends near Heun's result from the same prior draw."""
+    y = jnp.asarray([[0.5, -1.5]])
+    procs = {"x": PFGMPP(D=128.0)}
+    shapes = {"x": (64, 2)}
+    const = lambda s, sig, c: {"x": jnp.broadcast_to(y, s["x"].shape)}  # noqa: E731
+    x, info = jax.jit(lambda k: edm_euler_sample(const, procs, {}, k, shapes=shapes, steps=5))(
+        jax.random.key(0)
+    )
+    assert info["nfe"] == 5
+    np.testing.assert_allclose(
+        np.asarray(x["x"]), np.broadcast_to(np.asarray(y), (64, 2)), atol=1e-5
+    )
+
+    den = exact_denoiser(POINTS, POINT_W, 128.0)
+    field = lambda s, sig, c: {"x": den(s["x"], sig)}  # noqa: E731
+    key = jax.random.key(3)
+    xe, _ = jax.jit(lambda k: edm_euler_sample(field, procs, {}, k, shapes=shapes, steps=400))(key)
+    xh, _ = jax.jit(lambda k: heun_sample(field, procs, {}, k, shapes=shapes, steps=400))(key)
+    np.testing.assert_allclose(np.asarray(xe["x"]), np.asarray(xh["x"]), atol=0.05)
 
 
 def test_pfgmpp_large_D_follows_the_edm_ode():
