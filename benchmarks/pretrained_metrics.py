@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-run", default=None, help="training run folder (its metrics.jsonl)")
     ap.add_argument("--train-wall-s", type=float, default=None, help="training wall time")
     ap.add_argument("--train-command", default=None, help="how the run was trained")
+    ap.add_argument(
+        "--train-from",
+        default=None,
+        help="an earlier metrics.json whose training record and command to keep "
+        "(re-scoring a model whose run folder is gone)",
+    )
     ap.add_argument("--out", default=None, help="default: recipes/pretrained/<recipe>/metrics.json")
     ap.add_argument("--generated", nargs="+", default=None, help="CDVAE: arrays, one per seed")
     ap.add_argument("--reconstructed", nargs="+", default=None, help="CDVAE: one per seed")
@@ -179,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         for k in keys
     }
     train_cmd = args.train_command or f"genmodels train {args.recipe} --workdir runs/{args.recipe}"
+    train = train_record(args.train_run, args.train_wall_s)
+    if args.train_from:  # read before ``out`` (possibly the same file) is overwritten
+        prev = json.loads(Path(args.train_from).read_text())
+        train = {**prev.get("train", {}), **train}
+        train_cmd = args.train_command or prev["commands"][0]
     record = {
         "recipe": args.recipe,
         "split": "test",
@@ -189,13 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": summary,
         "per_seed": per_seed,
         "sample_wall_s_per_seed": sample_s,
-        "train": train_record(args.train_run, args.train_wall_s),
+        "train": train,
         "commands": [
             train_cmd,
             f"genmodels export {args.recipe} --checkpoint runs/{args.recipe}",
             "python benchmarks/pretrained_metrics.py "
             + args.recipe
-            + f" --train-run runs/{args.recipe} --seeds "
+            + (
+                f" --train-from {args.train_from}"
+                if args.train_from
+                else f" --train-run runs/{args.recipe}"
+            )
+            + " --seeds "
             + " ".join(map(str, args.seeds))
             + (f" --reconstruct-num {args.reconstruct_num}" if args.reconstruct_num else "")
             + (f" --inception-num {args.inception_num}" if args.inception_num is not None else ""),
