@@ -93,6 +93,31 @@ PFGM++ coordinate noise (``coord_D``; Xu et al., ICML 2023) and ODE sampling:
 - Unchanged: atom types (their noise, loss and argmax update), lattice and count heads,
   the latent and the KL term, teacher forcing.
 
+Flow matching on the coordinates (``coord_process="flow"``; Lipman et al. 2023 on the
+flat torus of fractional coordinates, as FlowMM, Miller et al., ICML 2024):
+
+- Path. With ``f_0`` a crystal's fractional coordinates and ``f_1 ~ U[0, 1)^3`` per atom
+  (the uniform distribution on the torus, CDVAE's own sampling start), the geodesic
+  ``f_t = wrap(f_0 + t delta)``, ``delta = wrap_centred(f_1 - f_0)`` (each component in
+  ``[-1/2, 1/2)``: the shortest way round), one ``t ~ U(0, 1)`` per crystal; its velocity
+  is ``delta`` in fractional and ``delta L`` in Cartesian coordinates of the decoding
+  lattice ``L`` (the true one under teacher forcing, else the predicted one, where
+  CDVAE adds its noise).
+- Network and loss. The decoder reads ``t`` as one more latent entry (``[z, t]``; the
+  score decoder needs no level: its output is scale-free) and its coordinate output
+  ``d`` regresses the Cartesian velocity: ``1/2 ||d - delta L||^2`` per atom, averaged
+  over each crystal's atoms, then over crystals, weighted by ``cost_coord`` in place of
+  CDVAE's coordinate loss.
+- Sampling. ``sampler="euler"`` or ``"heun"`` integrate ``dx/dt = d(x, t)`` on
+  Cartesian coordinates from uniform fractional coordinates at ``t = 1`` to ``t = 0``
+  over ``steps`` uniform steps (:func:`flow_decode`; Euler ``steps`` decoder calls, Heun
+  ``2 steps - 1``), wrapped into the cell after every step; types as in the other
+  samplers. There is no Langevin sampler for the flow.
+- Unchanged: atom types (their noise levels are drawn independently of ``t``), lattice
+  and count heads, the latent and the KL term, teacher forcing. Not done: FlowMM's
+  mean-free (translation-invariant) velocities and its lattice flow; the lattice still
+  comes from CDVAE's head.
+
 Sampling is data parallel over ``jax.devices()`` when the batch splits evenly over
 them (parameters replicated, per-crystal arrays sharded along the batch).
 
@@ -161,12 +186,15 @@ __all__ = [
     "kernel_score",
     "langevin_decode",
     "min_image_displacement",
+    "flow_decode",
     "ode_decode",
     "sample_composition",
 ]
 
 #: coordinate samplers; the first is CDVAE's (annealed Langevin)
 SAMPLERS = ("langevin", "heun", "euler")
+#: coordinate processes: CDVAE's denoising score (PFGM++ for a finite ``coord_D``) or flow
+COORD_PROCESSES = ("score", "flow")
 
 #: CDVAE's ``StandardScalerTorch`` adds this to the standard deviations
 SCALER_EPS = 1e-5
@@ -204,6 +232,9 @@ class CDVAEConfig:
       coord_D: augmented dimensions ``D`` of the PFGM++ coordinate kernel (module
         docstring, "PFGM++ coordinate noise"); ``inf`` (default) is CDVAE's Gaussian
         noise exactly.
+      coord_process: ``"score"`` (CDVAE's coordinate denoising, with ``coord_D``) or
+        ``"flow"`` (flow matching on the torus, module docstring; ``coord_D`` must stay
+        ``inf`` and the sampler be ``euler`` or ``heun``, ``steps`` uniform steps).
       sampler: default coordinate sampler: ``"langevin"`` (CDVAE's annealed Langevin),
         ``"heun"`` or ``"euler"`` (the PFGM++ / EDM backward ODE over the coordinate
         levels; ``steps`` then counts the levels of the grid, default
@@ -251,6 +282,7 @@ class CDVAEConfig:
     step_lr: float = 1e-4
     min_sigma: float = 0.0
     coord_D: float = math.inf
+    coord_process: str = "score"
     sampler: str = "langevin"
     sample_batch: int = 128
     sample_use_ema: bool = False
@@ -450,7 +482,8 @@ def _decode_problem(decoder, z, num_atoms, lattice, types0, frac0, num_types, up
 
     Returns:
       ``(init, ctx, mask [B, N], mat [B, 3, 3], constrain, call)`` with
-      ``call(state) -> (d [B, N, 3], new_types [B, N, K])``.
+      ``call(state, t=None) -> (d [B, N, 3], new_types [B, N, K])`` (``t`` [B], the flow
+      decoder's time, is appended to the latent).
     """
     b, n = types0.shape
     mask = _node_mask(num_atoms, n)  # [B, N]
@@ -462,9 +495,10 @@ def _decode_problem(decoder, z, num_atoms, lattice, types0, frac0, num_types, up
         "masks": {"cart": mask[..., None], "types": mask[..., None]},
     }
 
-    def call(state):
+    def call(state, t=None):
         frac = _cart_to_frac(state["cart"], mat)
-        d, logits = decoder(ctx["z"], state["types"], frac, ctx["lattice"], ctx["node_mask"])
+        zz = ctx["z"] if t is None else jnp.concatenate([ctx["z"], t[:, None]], -1)
+        d, logits = decoder(zz, state["types"], frac, ctx["lattice"], ctx["node_mask"])
         new_types = (
             jax.nn.one_hot(jnp.argmax(logits, -1), num_types) if update_types else state["types"]
         )
@@ -612,6 +646,66 @@ def ode_decode(
     return frac, types, info
 
 
+def flow_displacement(frac0: Array, frac1: Array) -> Array:
+    """The shortest displacement on the unit torus from ``frac0`` to ``frac1``:
+    ``frac1 - frac0`` wrapped into ``[-1/2, 1/2)`` per component (the flow's ``delta``).
+
+    Args:
+      frac0, frac1: [..., 3] fractional coordinates.
+
+    Returns:
+      [..., 3] fractional displacement.
+    """
+    return wrap_frac(frac1 - frac0 + 0.5) - 0.5
+
+
+def flow_decode(
+    decoder,
+    z: Array,
+    num_atoms: Array,
+    lattice: Array,
+    types0: Array,
+    frac0: Array,
+    *,
+    steps: int,
+    num_types: int,
+    method: str = "euler",
+    update_types: bool = True,
+) -> tuple[Array, Array, dict]:
+    """Decode a batch of latents with the coordinate flow (``coord_process="flow"``).
+
+    Integrates ``dx/dt = d(x, t)`` (the decoder's coordinate output read as the Cartesian
+    velocity, ``t`` appended to the latent) from ``frac0`` at ``t = 1`` to ``t = 0`` on
+    ``steps`` uniform steps (:func:`~genmodels.samplers.ode.sigma_grid_sample` with the
+    times as its grid: Euler ``steps`` decoder calls, Heun ``2 steps - 1`` with a final
+    Euler step), wrapping into the cell after every step and (``update_types``) setting
+    the types to the decoder's argmax, as :func:`ode_decode` does.
+
+    Args:
+      decoder, z, num_atoms, lattice, types0, frac0, num_types, update_types: as for
+        :func:`langevin_decode` (``z`` without the time entry).
+      steps: uniform time steps.
+      method: ``"euler"`` or ``"heun"``.
+
+    Returns:
+      ``(frac [B, N, 3] in [0, 1), types [B, N] int32, info)``, 0 on padding.
+    """
+    init, ctx, mask, mat, constrain, call = _decode_problem(
+        decoder, z, num_atoms, lattice, types0, frac0, num_types, update_types
+    )
+
+    def slope_fn(state, t, ctx):
+        d, new_types = call(state, t)
+        return {"cart": d, "types": new_types}
+
+    grid = np.linspace(1.0, 0.0, int(steps) + 1, dtype=np.float32)
+    state, info = sigma_grid_sample(
+        slope_fn, grid, ctx, init=init, method=method, constrain=constrain, assign=("types",)
+    )
+    frac, types = _decoded(state, mask, mat)
+    return frac, types, info
+
+
 # ----------------------------------------------------------------------------- the model
 
 
@@ -669,7 +763,7 @@ class CDVAEModel(nnx.Module):
         )
         self.decoder = PeriodicDecoder(
             c.num_types,
-            d,
+            d + (1 if c.coord_process == "flow" else 0),  # the flow's time joins the latent
             hidden=c.dec_hidden,
             num_blocks=c.dec_blocks,
             num_rbf=c.num_rbf,
@@ -787,6 +881,16 @@ class CDVAE:
             raise ValueError(
                 f"unknown CDVAE sampler {config.sampler!r}; choose one of {', '.join(SAMPLERS)}"
             )
+        if config.coord_process not in COORD_PROCESSES:
+            raise ValueError(
+                f"unknown coord_process {config.coord_process!r}; choose one of "
+                f"{', '.join(COORD_PROCESSES)}"
+            )
+        if config.coord_process == "flow":
+            if not math.isinf(config.coord_D):
+                raise ValueError("coord_D (the PFGM++ kernel) applies to coord_process='score'")
+            if config.sampler == "langevin":
+                raise ValueError("the flow decoder is sampled by 'euler' or 'heun', not 'langevin'")
         self.config = config
         self.domain = CrystalDomain(config.max_atoms, config.num_types, one_hot_types=False)
         self.sigmas = geometric_sigmas(config.sigma_begin, config.sigma_end, config.num_noise_level)
@@ -917,6 +1021,7 @@ class CDVAE:
         else:
             used = pred_lattice
 
+        flow = c.coord_process == "flow"
         level = jax.random.randint(k_lvl, (b,), 0, self.sigmas.shape[0])
         sigma = jnp.asarray(self.sigmas)[level]  # [B]
         tlevel = jax.random.randint(k_tlvl, (b,), 0, self.type_sigmas.shape[0])
@@ -930,20 +1035,32 @@ class CDVAE:
         rand_types = jax.random.categorical(k_type, jnp.log(type_probs), axis=-1)
         rand_types = (rand_types * mask).astype(jnp.int32)  # [B, N]
 
-        # noisy coordinates: Cartesian noise (Gaussian, or the PFGM++ kernel for a finite
-        # coord_D) in the decoding lattice, back to [0, 1)
         mat = lattice_params_to_matrix(used)
-        cart = jnp.einsum("bni,bij->bnj", frac, mat)
-        cart = cart + coordinate_noise(k_noise, frac.shape, sigma, c.coord_D, mask)
-        noisy_frac = _cart_to_frac(cart, mat) * mask[..., None]
-
-        d, type_logits = model.decoder(z, rand_types, noisy_frac, used, mask)
+        if flow:
+            # the torus geodesic from the crystal (t = 0) to uniform coordinates (t = 1)
+            t = jax.random.uniform(k_lvl, (b,))  # [B]
+            delta = flow_displacement(frac, jax.random.uniform(k_noise, frac.shape))
+            noisy_frac = wrap_frac(frac + t[:, None, None] * delta) * mask[..., None]
+            velocity = jnp.einsum("bni,bij->bnj", delta, mat)  # [B, N, 3] Cartesian
+            d, type_logits = model.decoder(
+                jnp.concatenate([z, t[:, None]], -1), rand_types, noisy_frac, used, mask
+            )
+        else:
+            # noisy coordinates: Cartesian noise (Gaussian, or the PFGM++ kernel for a
+            # finite coord_D) in the decoding lattice, back to [0, 1)
+            cart = jnp.einsum("bni,bij->bnj", frac, mat)
+            cart = cart + coordinate_noise(k_noise, frac.shape, sigma, c.coord_D, mask)
+            noisy_frac = _cart_to_frac(cart, mat) * mask[..., None]
+            d, type_logits = model.decoder(z, rand_types, noisy_frac, used, mask)
 
         natom_loss = jnp.mean(_ce(natom_logits, num_atoms))
         lattice_loss = jnp.mean(jnp.square(scaled_pred - model.scale_lattice(lattice, num_atoms)))
         comp_ce = _ce(jnp.broadcast_to(comp_logits[:, None, :], (b, n, c.num_types)), types)
         composition_loss = _graph_mean(comp_ce, mask)
-        coord_loss = coordinate_loss(d, frac, noisy_frac, lattice, sigma, mask)
+        if flow:
+            coord_loss = _graph_mean(0.5 * jnp.sum(jnp.square(d - velocity), -1), mask)
+        else:
+            coord_loss = coordinate_loss(d, frac, noisy_frac, lattice, sigma, mask)
         type_loss = _graph_mean(_ce(type_logits, types) / tsigma[:, None], mask)
         kld_loss = jnp.mean(-0.5 * jnp.sum(1.0 + logvar - mu**2 - jnp.exp(logvar), -1))
         loss = (
@@ -1033,6 +1150,19 @@ class CDVAE:
                     min_sigma=ld["min_sigma"],
                     update_types=update_types,
                     coord_D=c.coord_D,
+                )
+            if c.coord_process == "flow":
+                return flow_decode(
+                    net.decoder,
+                    z,
+                    counts,
+                    lattice,
+                    types0,
+                    frac0,
+                    steps=steps,
+                    num_types=c.num_types,
+                    method=sampler,
+                    update_types=update_types,
                 )
             # the ODE's levels: CDVAE's geometric ones, ``steps`` of them (then 0)
             sigmas = geometric_sigmas(c.sigma_begin, c.sigma_end, steps)
@@ -1141,6 +1271,8 @@ class CDVAE:
                 f"unknown CDVAE sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}"
             )
         opts = dict(options)
+        if sampler == "langevin" and c.coord_process == "flow":
+            raise ValueError("the flow decoder is sampled by 'euler' or 'heun', not 'langevin'")
         if sampler == "langevin":
             ld = {
                 "step_lr": float(opts.pop("step_lr", c.step_lr)),
