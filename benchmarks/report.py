@@ -123,6 +123,22 @@ SPECS: tuple[Spec, ...] = (
     Spec("edm_mnist", "EDM + PC sampler", "images", sample_batch=250, train_batch=64),
     Spec("pfgmpp_qm9", "PFGM++ (D=128)", "molecules", sample_batch=1024, train_batch=1024),
     Spec("flow_qm9", "flow matching", "molecules", sample_batch=1024, train_batch=1024),
+    Spec("pfgmpp_community_small", "PFGM++ (D=128)", "graphs", train_batch=80),
+    Spec("flow_community_small", "flow matching", "graphs", train_batch=80),
+    Spec(
+        "mdm_community_small",
+        "masked diffusion + FHS",
+        "graphs",
+        train_batch=80,
+        quick_steps=None,
+    ),
+    Spec(
+        "flow_perov5",
+        "flow matching (CDVAE coords)",
+        "crystals",
+        sample_batch=128,
+        quick_steps=10,
+    ),
 )
 
 QUICK = {"sample_batch": 16, "train_batch": 16, "train_iters": 3, "repeats": 3}
