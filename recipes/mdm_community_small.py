@@ -14,9 +14,11 @@ clustering, orbit, spectral) are GDSS's (Jo, Lee, Hwang, ICML 2022;
 
 Network: a DiGress-style dense graph transformer (:mod:`genmodels.nets.graph_transformer`)
 sized for 2 CPU cores as ``mdm_qm9``'s: 4 layers, d_x 64, d_e 32, 4 heads, FFN widths
-128 / 64 (0.19M parameters; DiGress uses 9 layers of d_x 256). Every node is the same
-token (GDSS ignores node features for generic graphs); the node count enters through the
-transformer's size embedding.
+128 / 64 (0.19M parameters; DiGress uses 9 layers of d_x 256). A node's token is its
+number of revealed edges in the noisy graph (GDSS ignores node features for generic
+graphs; identical node tokens would leave the attention unable to tell nodes apart, and
+a first run with them learned only the edge density); the node count enters through
+the transformer's size embedding.
 
 Budget: 2,000 steps of batch 80 (every training graph in each step, so 2,000 epochs;
 GDSS trains 5,000), measured at about 4 steps/s after compilation on 2 shared, busy CPU

@@ -102,7 +102,7 @@ class CountingNet(MDMEdgeNet):
 def test_samplers_count_calls_unmask_everything_and_keep_padding(method, sampler, precision):
     """FHS: one call per real pair of the batch's largest graph, max_b n_b (n_b - 1) / 2
     (the sampler's L_max); the cached ancestral sampler at most one per step."""
-    model = CountingNet(TINY_NET, 2, False, rngs=nnx.Rngs(0))
+    model = CountingNet(TINY_NET, N, 2, False, rngs=nnx.Rngs(0))
     steps = 12
     CountingNet.calls.clear()
     state, ctx, info = method.sample_states(
