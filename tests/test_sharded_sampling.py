@@ -1,7 +1,8 @@
 """Sampling is sharded over the devices along the batch and gives the single-device samples.
 
 For every image method (rectified flow, PFGM++ with its ODE sampler, EDM with the shared
-PC and S4 samplers) and every masked-diffusion method (images, molecules, crystals): a
+PC and S4 samplers), the continuous methods on GDSS's graph state (flow matching,
+PFGM++) and every masked-diffusion method (images, molecules, crystals, generic graphs): a
 batch divisible by the 8 simulated CPU devices is sampled once on the mesh (parameters
 replicated, batch split) and once with the device count forced to 1, with the same key.
 The sampled array must be split into 8 batch shards, and the samples must agree: exactly
@@ -11,6 +12,8 @@ the batch-averaged norms of the Langevin corrector, sum in another order).
 Needs ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` in the environment of the
 test process (set by ``.ci/run``); skipped with fewer devices.
 """
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -86,6 +89,33 @@ def mdm_crystals(sampler: str):
     return method, {}
 
 
+def _tiny_gdss_net():
+    from genmodels.nets.graph import GDSS_NET_CONFIGS
+
+    return dataclasses.replace(
+        GDSS_NET_CONFIGS["community_small"], depth=1, nhid=8, num_layers=2, adim=8, c_hid=2,
+        num_linears=1,
+    )  # fmt: skip
+
+
+def graph_continuous(kind: str, sampler: str):
+    """community_small (80 training graphs: node counts for the contexts)."""
+    from genmodels.models.graph_continuous import GraphFlowConfig, GraphPFGMPPConfig
+
+    cls = GraphFlowConfig if kind == "flow" else GraphPFGMPPConfig
+    cfg = cls(dataset="community_small", net=_tiny_gdss_net(), sampler=sampler)
+    return cfg.build(), {"steps": 3}
+
+
+def mdm_graphs(sampler: str):
+    from genmodels.models.mdm_graphs import MDMGraphConfig
+    from genmodels.nets.graph_transformer import GraphTransformerConfig
+
+    net = GraphTransformerConfig(dx=8, de=4, heads=2, layers=1, ffn_x=8, ffn_e=4)
+    cfg = MDMGraphConfig(dataset="community_small", net=net, sampler=sampler, sample_steps=4)
+    return cfg.build(), {}
+
+
 CASES = {
     "flow-euler": lambda: flow("euler"),
     "pfgmpp-heun": lambda: pfgmpp("heun", 128.0),
@@ -95,12 +125,22 @@ CASES = {
     "mdm_images-ancestral": lambda: mdm_images("ancestral"),
     "mdm_molecules-fhs": lambda: mdm_molecules("fhs"),
     "mdm_crystals-ancestral": lambda: mdm_crystals("ancestral"),
+    "flow_graphs-euler": lambda: graph_continuous("flow", "euler"),
+    "pfgmpp_graphs-heun": lambda: graph_continuous("pfgmpp", "heun"),
+    "mdm_graphs-ancestral": lambda: mdm_graphs("ancestral"),
 }
 # Two compiles of 4-10 CPU-seconds per case. The default run keeps one case per code path
 # this check was added with (ImageMethod.sample_states, through the EDM PC sampler; the
 # MDM image sampler) and one masked-diffusion domain that was sharded before; the others
 # repeat one of these paths and run with ``-m slow``.
-SLOW = {"flow-euler", "pfgmpp-heun", "edm-s4", "mdm_images-ancestral", "mdm_molecules-fhs"}
+SLOW = {
+    "flow-euler",
+    "pfgmpp-heun",
+    "edm-s4",
+    "mdm_images-ancestral",
+    "mdm_molecules-fhs",
+    "pfgmpp_graphs-heun",
+}
 
 
 @pytest.mark.parametrize(
