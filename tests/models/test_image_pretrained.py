@@ -39,7 +39,9 @@ def test_pretrained_metrics_file(recipe):
     assert m["num_samples"] == 10_000 and m["nfe"] == DEFAULT_NFE[recipe]
     # shipped: 52 (flow, 20 Euler steps), 116 (PFGM++, 35 NFE); untrained about 600
     assert 0.0 < m["fid_classifier"] < 200.0, m
-    if "fid" in m:  # the Inception FID, of the first num_inception samples
+    if recipe in ("flow_mnist", "pfgmpp_mnist"):  # issue #7: both FIDs on 10,000 samples
+        assert m["num_inception"] == 10_000 and 0.0 < m["fid"] < 300.0, m
+    elif "fid" in m:  # the Inception FID, of the first num_inception samples
         assert m["num_inception"] >= 500 and 0.0 < m["fid"] < 300.0, m
     assert shipped["train"]["steps"] == cfg.train.steps and shipped["train"]["wall_s"] > 0
 
