@@ -20,7 +20,7 @@ _TABLE = {
     "image_metrics": "images",
     "fid": "images",
     "fid_classifier": "images",
-    "frechet_distance": "images",
+    "frechet_distance": "frechet",
     "feature_stats": "images",
     "inception_features": "images",
     "classifier_features": "images",

@@ -53,12 +53,12 @@ from functools import cache
 
 import networkx as nx
 import numpy as np
-import scipy.linalg
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 from rdkit.rdBase import BlockLogs
 
+from genmodels.metrics.frechet import frechet_distance
 from genmodels.metrics.nspdk import nspdk_mean_embedding, nspdk_mmd
 
 __all__ = [
@@ -217,40 +217,6 @@ def fcd_statistics(
         act = fcd_pkg.get_predictions(model, can, batch_size=batch_size, n_jobs=0, device=device)
     act = np.asarray(act, np.float64)
     return {"mu": act.mean(0), "sigma": np.cov(act.T)}
-
-
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """Frechet distance of two Gaussians (Dowson and Landau 1982), as FCD and FID use it.
-
-    ``||mu_1 - mu_2||^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1 S_2)^(1/2))``; when the product is
-    too singular for a finite square root, ``eps * I`` is added to both covariances, and a
-    negligible imaginary part of the root (round-off) is dropped.
-
-    Raises:
-      ValueError: shapes differ, or the root has a large imaginary part.
-    """
-    mu1, mu2 = (
-        np.atleast_1d(np.asarray(mu1, np.float64)),
-        np.atleast_1d(np.asarray(mu2, np.float64)),
-    )
-    s1, s2 = (
-        np.atleast_2d(np.asarray(sigma1, np.float64)),
-        np.atleast_2d(np.asarray(sigma2, np.float64)),
-    )
-    if mu1.shape != mu2.shape or s1.shape != s2.shape:
-        raise ValueError(f"shape mismatch: {mu1.shape} vs {mu2.shape}, {s1.shape} vs {s2.shape}")
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.all(np.isfinite(covmean)):
-        off = eps * np.eye(s1.shape[0])
-        covmean = scipy.linalg.sqrtm((s1 + off) @ (s2 + off))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"square root has imaginary part {np.abs(covmean.imag).max()}")
-        covmean = covmean.real
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
 
 def fcd(

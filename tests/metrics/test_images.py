@@ -25,7 +25,7 @@ def _lowrank_fd(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(diff @ diff + (a * a).sum() / n1 + (b * b).sum() / n2 - 2 * tr_root)
 
 
-# ------------------------------------------------------------------ Frechet distance
+# ------------------------------------------------------------------ Frechet distance (metrics/frechet.py, shared with FCD)
 
 
 @pytest.mark.parametrize("method", ["sqrtm", "eigh"])
