@@ -61,6 +61,7 @@ from genmodels.models.base import split_model
 from genmodels.models.gdss import GDSS, MOLECULE_DATASETS, GDSSMolecules
 from genmodels.models.mdm import _vocab, dense_to_pairs, pairs_to_dense
 from genmodels.nets.embed import sinusoidal_embedding
+from genmodels.nets.mlp import SiLUMLP
 from genmodels.nets.ppgn import PPGNTransformerConfig, causal_block_mask
 from genmodels.processes.discrete import DiscreteDiffusion
 from genmodels.samplers.blockwise import blockwise_sample
@@ -81,15 +82,6 @@ __all__ = [
 PRECISIONS = {"float64": jnp.float64, "float32": jnp.float32}
 # relative block offsets on edges are clipped to [-_REL, _REL]
 _REL = 8
-
-
-class _MLP(nnx.Module):
-    def __init__(self, din: int, dhid: int, dout: int, *, rngs: nnx.Rngs):
-        self.l1 = nnx.Linear(din, dhid, rngs=rngs)
-        self.l2 = nnx.Linear(dhid, dout, rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        return self.l2(jax.nn.silu(self.l1(x)))
 
 
 class PardNet(nnx.Module):
@@ -124,13 +116,13 @@ class PardNet(nnx.Module):
         self.virtual_embed = nnx.Embed(2, c, rngs=rngs)
         self.rel_embed = nnx.Embed(2 * _REL + 1, ce, rngs=rngs)
         self.pair_embed = nnx.Embed(4, ce, rngs=rngs)
-        self.time_mlp = _MLP(c, c, c, rngs=rngs)
+        self.time_mlp = SiLUMLP(c, c, c, rngs=rngs)
         self.body = net.make(rngs)
-        self.node_out = _MLP(c, c, num_node_classes, rngs=rngs)
-        self.edge_out = _MLP(ce, ce, num_edge_classes, rngs=rngs)
-        self.size_head = _MLP(c + 1, c, max_size + 1, rngs=rngs)
+        self.node_out = SiLUMLP(c, c, num_node_classes, rngs=rngs)
+        self.edge_out = SiLUMLP(ce, ce, num_edge_classes, rngs=rngs)
+        self.size_head = SiLUMLP(c + 1, c, max_size + 1, rngs=rngs)
         self.size_embed = nnx.Embed(max_size + 1, c, rngs=rngs)
-        self.degree_head = _MLP(c + 1, c, max_degree + 1, rngs=rngs)
+        self.degree_head = SiLUMLP(c + 1, c, max_degree + 1, rngs=rngs)
 
     def features(
         self,

@@ -10,7 +10,7 @@ from genmodels.nets.graph import (
     ScoreNetworkX,
 )
 from genmodels.nets.graph_transformer import GraphTransformer, GraphTransformerConfig
-from genmodels.nets.mlp import TimeMLP
+from genmodels.nets.mlp import SiLUMLP, TimeMLP
 from genmodels.nets.periodic import PeriodicDecoder, PeriodicEncoder
 from genmodels.nets.ppgn import PPGNTransformer, PPGNTransformerConfig, causal_block_mask
 from genmodels.nets.unet import UNet, UNetConfig
@@ -28,6 +28,7 @@ __all__ = [
     "PeriodicEncoder",
     "ScoreNetworkA",
     "ScoreNetworkX",
+    "SiLUMLP",
     "TimeMLP",
     "TokenConvConfig",
     "TokenConvNet",

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genmodels.nets.embed import sinusoidal_embedding
+from genmodels.nets.mlp import SiLUMLP
 
 Array = jax.Array
 
@@ -57,17 +58,6 @@ __all__ = ["GraphTransformer", "GraphTransformerConfig", "GraphTransformerLayer"
 
 # Logit of a padded key: finite (a fully padded row stays NaN-free), exp() underflows to 0.
 _NEG = -1e9
-
-
-class _MLP(nnx.Module):
-    """``Linear -> SiLU -> Linear``."""
-
-    def __init__(self, din: int, dhid: int, dout: int, *, rngs: nnx.Rngs):
-        self.l1 = nnx.Linear(din, dhid, rngs=rngs)
-        self.l2 = nnx.Linear(dhid, dout, rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        return self.l2(jax.nn.silu(self.l1(x)))
 
 
 class GraphTransformerLayer(nnx.Module):
@@ -90,7 +80,7 @@ class GraphTransformerLayer(nnx.Module):
         self.film = nnx.Linear(de, 2 * heads, rngs=rngs)
         self.out = nnx.Linear(dx, dx, rngs=rngs)
         self.ln_att = nnx.LayerNorm(dx, rngs=rngs)
-        self.ffn = _MLP(dx, ffn_x, dx, rngs=rngs)
+        self.ffn = SiLUMLP(dx, ffn_x, dx, rngs=rngs)
         self.ln_ffn = nnx.LayerNorm(dx, rngs=rngs)
         self.e_in = nnx.Linear(de + heads, ffn_e, rngs=rngs)
         self.e_pq = nnx.Linear(dx, 2 * ffn_e, use_bias=False, rngs=rngs)
@@ -164,13 +154,13 @@ class GraphTransformer(nnx.Module):
         self.edge_embed = nnx.Embed(edge_vocab + 1, de, rngs=rngs)
         self.size_embed = nnx.Param(jnp.zeros((dx,)))
         if time_conditioning:
-            self.time_x = _MLP(dx, dx, dx, rngs=rngs)
+            self.time_x = SiLUMLP(dx, dx, dx, rngs=rngs)
             self.time_e = nnx.Linear(dx, de, rngs=rngs)
         self.blocks = nnx.List(
             [GraphTransformerLayer(dx, de, heads, ffn_x, ffn_e, rngs=rngs) for _ in range(layers)]
         )
-        self.head_x = _MLP(dx, dx, node_vocab - 1, rngs=rngs)
-        self.head_e = _MLP(de, de, edge_vocab - 1, rngs=rngs)
+        self.head_x = SiLUMLP(dx, dx, node_vocab - 1, rngs=rngs)
+        self.head_e = SiLUMLP(de, de, edge_vocab - 1, rngs=rngs)
 
     def __call__(
         self,

@@ -1,4 +1,5 @@
-"""A time-conditioned MLP for low-dimensional data (the toy recipe, closed-form studies)."""
+"""MLPs: a time-conditioned one for low-dimensional data (the toy recipe, closed-form
+studies) and the two-layer SiLU block of the graph transformers' feed-forward parts."""
 
 from __future__ import annotations
 
@@ -45,3 +46,20 @@ class TimeMLP(nnx.Module):
         for layer in self.layers:
             h = jax.nn.silu(layer(h))
         return self.out(h)
+
+
+class SiLUMLP(nnx.Module):
+    """``Linear -> SiLU -> Linear`` (the feed-forward block of the graph transformers).
+
+    Args:
+      din, dhid, dout: input, hidden and output widths.
+      rngs: parameter initialization keys.
+    """
+
+    def __init__(self, din: int, dhid: int, dout: int, *, rngs: nnx.Rngs):
+        self.l1 = nnx.Linear(din, dhid, rngs=rngs)
+        self.l2 = nnx.Linear(dhid, dout, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        # x [..., din] -> [..., dout]
+        return self.l2(jax.nn.silu(self.l1(x)))

@@ -55,6 +55,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from genmodels.nets.mlp import SiLUMLP
+
 Array = jax.Array
 
 __all__ = [
@@ -95,17 +97,6 @@ def edge_mask_from_causal(causal: Array) -> Array:
     return causal | jnp.swapaxes(causal, -1, -2)
 
 
-class _MLP(nnx.Module):
-    """``Linear -> SiLU -> Linear``."""
-
-    def __init__(self, din: int, dhid: int, dout: int, *, rngs: nnx.Rngs):
-        self.l1 = nnx.Linear(din, dhid, rngs=rngs)
-        self.l2 = nnx.Linear(dhid, dout, rngs=rngs)
-
-    def __call__(self, x: Array) -> Array:
-        return self.l2(jax.nn.silu(self.l1(x)))
-
-
 class PPGNTransformerLayer(nnx.Module):
     """The transformer block of the module docstring (pre-norm, residual).
 
@@ -130,7 +121,7 @@ class PPGNTransformerLayer(nnx.Module):
         self.o_node = nnx.Linear(dx, dx, rngs=rngs)
         self.o_edge = nnx.Linear(de, de, rngs=rngs)
         self.att = nnx.Linear(de, heads, rngs=rngs)
-        self.ffn = _MLP(dx, 2 * dx, dx, rngs=rngs)
+        self.ffn = SiLUMLP(dx, 2 * dx, dx, rngs=rngs)
 
     def __call__(
         self, x: Array, e: Array, pair: Array, node: Array, att_mask: Array
@@ -174,10 +165,10 @@ class PPGNBlock(nnx.Module):
         self.add_transpose = add_transpose
         self.ln1 = nnx.LayerNorm(de, rngs=rngs)
         self.ln2 = nnx.LayerNorm(de, rngs=rngs)
-        self.mlp1 = _MLP((2 if add_transpose else 1) * de, de, de, rngs=rngs)
-        self.mlp2 = _MLP(de, de, de, rngs=rngs)
+        self.mlp1 = SiLUMLP((2 if add_transpose else 1) * de, de, de, rngs=rngs)
+        self.mlp2 = SiLUMLP(de, de, de, rngs=rngs)
         self.lin = nnx.Linear(de, de, rngs=rngs)
-        self.mlp3 = _MLP(de, 2 * de, de, rngs=rngs)
+        self.mlp3 = SiLUMLP(de, 2 * de, de, rngs=rngs)
 
     def __call__(self, e: Array, pair: Array, causal: Array | None) -> Array:
         """Args: e [B, N, N, C_e]; float pair mask [B, N, N]; bool causal [B, N, N] or None.
@@ -237,8 +228,8 @@ class PPGNTransformer(nnx.Module):
         )
         self.ln_x = nnx.LayerNorm(hidden, rngs=rngs)
         self.ln_e = nnx.LayerNorm(edge_hidden, rngs=rngs)
-        self.head_x = _MLP(hidden, hidden, hidden, rngs=rngs)
-        self.head_e = _MLP(edge_hidden, edge_hidden, edge_hidden, rngs=rngs)
+        self.head_x = SiLUMLP(hidden, hidden, hidden, rngs=rngs)
+        self.head_e = SiLUMLP(edge_hidden, edge_hidden, edge_hidden, rngs=rngs)
 
     def __call__(
         self, x: Array, e: Array, edge_mask: Array, causal: Array | None = None
