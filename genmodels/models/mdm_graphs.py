@@ -88,7 +88,7 @@ from genmodels.nets.graph import GDSS_NET_CONFIGS
 from genmodels.nets.graph_transformer import GraphTransformerConfig
 from genmodels.processes.base import corrupt_state, loss_state
 from genmodels.processes.masked import CosineSchedule, LinearSchedule, MaskedDiffusion
-from genmodels.samplers.masked import ancestral_sample, first_hitting_sample
+from genmodels.samplers.masked import masked_sample
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
 from genmodels.train.sharding import batch_sharded, data_mesh, replicated
@@ -358,22 +358,17 @@ class MDMGraphs:
             ctx = {"node_mask": node_mask, "masks": edge_masks(node_mask)}
             if mesh is not None:
                 ctx = jax.lax.with_sharding_constraint(ctx, batch_sharded(mesh))
-            if sampler == "fhs":
-                out, info = first_hitting_sample(
-                    net, self.processes, ctx, ks, shapes=shapes, precision=dtype
-                )
-            else:
-                # MDLM's cache reuses logits of an unchanged state: exact only without t
-                out, info = ancestral_sample(
-                    net,
-                    self.processes,
-                    ctx,
-                    ks,
-                    shapes=shapes,
-                    steps=steps,
-                    precision=dtype,
-                    cache=not self.config.time_conditioning,
-                )
+            out, info = masked_sample(
+                net,
+                self.processes,
+                ctx,
+                ks,
+                shapes=shapes,
+                sampler=sampler,
+                steps=steps,
+                precision=dtype,
+                time_conditioning=self.config.time_conditioning,
+            )
             return out, ctx, {"nfe": info["nfe"]}
 
         cache[ckey] = run, mesh

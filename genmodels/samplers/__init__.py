@@ -17,7 +17,7 @@ from genmodels.samplers.boss import (
     straightening_pairs,
 )
 from genmodels.samplers.langevin import annealed_langevin_sample
-from genmodels.samplers.masked import ancestral_sample, first_hitting_sample
+from genmodels.samplers.masked import ancestral_sample, first_hitting_sample, masked_sample
 from genmodels.samplers.ode import (
     edm_euler_sample,
     euler_sample,
@@ -46,6 +46,7 @@ __all__ = [
     "euler_sample",
     "first_hitting_sample",
     "heun_sample",
+    "masked_sample",
     "optimal_grid",
     "path_cost",
     "pc_sample",

@@ -280,3 +280,57 @@ def first_hitting_sample(
         }
         info["times"] = jnp.where(after[:, None], t_final[None], traj_t)
     return final, info
+
+
+#: sampler names of :func:`masked_sample`; the first is the default
+MASKED_SAMPLERS = ("fhs", "ancestral")
+
+
+def masked_sample(
+    logits_fn: LogitsFn,
+    processes: Mapping[str, Any],
+    ctx: Context,
+    key: Array,
+    *,
+    shapes: Mapping[str, tuple[int, ...]],
+    sampler: str = "fhs",
+    steps: int = 128,
+    precision=jnp.float64,
+    time_conditioning: bool = False,
+    constrain: ConstrainFn = identity_constrain,
+) -> tuple[State, dict[str, Any]]:
+    """A masked-diffusion sampler by name, as every masked-diffusion method calls it.
+
+    ``"fhs"``: :func:`first_hitting_sample` (``steps`` unused); ``"ancestral"``:
+    :func:`ancestral_sample` on ``steps`` uniform steps, with MDLM's logit cache only for a
+    time-agnostic network (the cache reuses logits of an unchanged state computed at an
+    earlier time: exact only when the network ignores ``t``; MDLM disables it otherwise).
+
+    Args:
+      logits_fn, processes, ctx, key, shapes, precision, constrain: as for both samplers.
+      sampler: ``"fhs"`` or ``"ancestral"``.
+      steps: ancestral steps.
+      time_conditioning: whether ``logits_fn`` reads ``t``.
+
+    Returns:
+      ``(state, info)`` of the chosen sampler.
+    """
+    if sampler == "fhs":
+        return first_hitting_sample(
+            logits_fn, processes, ctx, key, shapes=shapes, precision=precision, constrain=constrain
+        )
+    if sampler == "ancestral":
+        return ancestral_sample(
+            logits_fn,
+            processes,
+            ctx,
+            key,
+            shapes=shapes,
+            steps=steps,
+            precision=precision,
+            cache=not time_conditioning,
+            constrain=constrain,
+        )
+    raise ValueError(
+        f"unknown masked-diffusion sampler {sampler!r}; choose one of {MASKED_SAMPLERS}"
+    )

@@ -17,7 +17,7 @@ from scipy import stats
 
 from genmodels.core import precision as prec
 from genmodels.processes.masked import CosineSchedule, LinearSchedule, MaskedDiffusion
-from genmodels.samplers.masked import ancestral_sample, first_hitting_sample
+from genmodels.samplers.masked import ancestral_sample, first_hitting_sample, masked_sample
 
 N_SAMPLES = 20000
 P_MIN = 1e-3  # chi-square acceptance threshold
@@ -294,6 +294,23 @@ def test_ancestral_cache_skips_unchanged_steps(single_leaf):
         ancestral_sample, model, procs, {}, jax.random.key(4), shapes, steps=steps, cache=False
     )
     assert int(info["nfe"]) == steps
+
+
+def test_masked_sample_dispatches_by_name_and_caches_only_without_time(single_leaf):
+    """``masked_sample`` is FHS (exactly L calls) or the ancestral sampler, whose logit
+    cache is on for a time-agnostic network and off for a time-conditioned one."""
+    _, model = single_leaf
+    procs = {"tok": MaskedDiffusion(vocab_size=3)}
+    shapes, key = {"tok": (2, 3)}, jax.random.key(4)
+    fhs = functools.partial(masked_sample, sampler="fhs")
+    _, info = _run(fhs, model, procs, {}, key, shapes)
+    assert int(info["nfe"]) == 3
+    anc = functools.partial(masked_sample, sampler="ancestral", steps=256)
+    _, cached = _run(anc, model, procs, {}, key, shapes)
+    _, timed = _run(anc, model, procs, {}, key, shapes, time_conditioning=True)
+    assert int(cached["nfe"]) <= 7 and int(timed["nfe"]) == 256
+    with pytest.raises(ValueError, match="unknown masked-diffusion sampler"):
+        masked_sample(model, procs, {}, key, shapes=shapes, sampler="gibbs")
 
 
 def test_ancestral_trajectory_only_unmasks():
