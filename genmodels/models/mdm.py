@@ -361,6 +361,15 @@ class MDMMolecules:
             params = jax.device_put(params, replicated(mesh))
         return fn(params, key)
 
+    def _token_shapes(self, batch: int) -> dict[str, tuple[int, int]]:
+        """Shapes of the token leaves of a batch: atoms [B, N] and bonds [B, P]."""
+        n = self.max_atoms
+        return {"atoms": (batch, n), "bonds": (batch, n * (n - 1) // 2)}
+
+    def _token_masks(self, node_mask: Array) -> dict[str, Array]:
+        """Padding masks of the token leaves for a node mask [B, N]."""
+        return token_masks(node_mask)
+
     def _compiled(self, model, batch, sampler, steps, precision, num_atoms):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown MDM sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -374,7 +383,7 @@ class MDMMolecules:
         if ckey in cache:
             return cache[ckey]
         n = self.max_atoms
-        shapes = {"atoms": (batch, n), "bonds": (batch, n * (n - 1) // 2)}
+        shapes = self._token_shapes(batch)
         dtype = PRECISIONS[precision]
         count_sampler = None if num_atoms is not None else self._count_sampler
         ndev = jax.device_count()
@@ -390,7 +399,7 @@ class MDMMolecules:
                 )
             else:
                 node_mask = count_sampler(kc, batch)["node_mask"]
-            ctx = {"node_mask": node_mask, "masks": token_masks(node_mask)}
+            ctx = {"node_mask": node_mask, "masks": self._token_masks(node_mask)}
             if mesh is not None:
                 ctx = jax.lax.with_sharding_constraint(ctx, batch_sharded(mesh))
             out, info = masked_sample(

@@ -67,7 +67,6 @@ it).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -77,21 +76,17 @@ import jax.numpy as jnp
 import networkx as nx
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
 
 from genmodels.core.types import Array, Context, State
 from genmodels.domains.graphs import GraphDomain
-from genmodels.models.base import split_model
 from genmodels.models.gdss import GDSS
-from genmodels.models.mdm import PRECISIONS, SAMPLERS, dense_to_pairs, pairs_to_dense, token_masks
+from genmodels.models.mdm import SAMPLERS, MDMMolecules, dense_to_pairs, pairs_to_dense, token_masks
 from genmodels.nets.graph import GDSS_NET_CONFIGS
 from genmodels.nets.graph_transformer import GraphTransformerConfig
 from genmodels.processes.base import corrupt_state, loss_state
 from genmodels.processes.masked import CosineSchedule, LinearSchedule, MaskedDiffusion
-from genmodels.samplers.masked import masked_sample
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
-from genmodels.train.sharding import batch_sharded, data_mesh, replicated
 
 __all__ = [
     "GRAPH_DATASETS",
@@ -293,86 +288,28 @@ class MDMGraphs:
     def _count_sampler(self):
         return self.domain.node_count_sampler(self.splits[0])
 
-    def sample_states(
-        self,
-        model: MDMEdgeNet,
-        key: Array,
-        batch: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        precision: str | None = None,
-    ) -> tuple[State, Context, dict]:
-        """One jitted batch of sampled token states, node counts from the training set.
+    @property
+    def max_atoms(self) -> int:
+        """N, under the name the shared token sampler reads."""
+        return self.max_nodes
 
-        Args:
-          model: the network.
-          key: PRNG key.
-          batch: graphs in the batch.
-          sampler: ``fhs`` or ``ancestral`` (default: the config's).
-          steps: ancestral steps (default: the config's; ignored by ``fhs``).
-          precision: ``float64`` or ``float32`` categorical draws (default: the config's).
-
-        Returns:
-          ``(state, ctx, info)``: ``{"edges": int32 [B, P]}`` in {0, 1} on real pairs (no
-          mask token left) and 0 on padding; ``ctx`` with ``node_mask`` [B, N] and
-          ``masks``; ``info["nfe"]`` the number of network calls (``fhs``: the batch's
-          largest ``n (n - 1) / 2``).
-        """
-        c = self.config
-        fn, mesh = self._compiled(
-            model,
-            batch,
-            sampler or c.sampler,
-            int(steps or c.sample_steps),
-            precision or c.precision,
-        )
-        _, params, _ = split_model(model)
-        if mesh is not None:
-            params = jax.device_put(params, replicated(mesh))
-        return fn(params, key)
-
-    def _compiled(self, model, batch: int, sampler: str, steps: int, precision: str):
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown MDM sampler {sampler!r}; choose one of {SAMPLERS}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
-        cache = self.__dict__.setdefault("_fn_cache", {})
-        graphdef, _, rest = split_model(model)
-        ckey = (batch, sampler, steps, precision, graphdef)
-        if ckey in cache:
-            return cache[ckey]
+    def _token_shapes(self, batch: int) -> dict[str, tuple[int, int]]:
+        """The ``edges`` leaf of a batch: [B, P]."""
         n = self.max_nodes
-        shapes = {"edges": (batch, n * (n - 1) // 2)}
-        dtype = PRECISIONS[precision]
-        count_sampler = self._count_sampler
-        ndev = jax.device_count()
-        # the batch split over the devices (GPUs, or forced CPU devices) when it divides
-        mesh = data_mesh() if ndev > 1 and batch % ndev == 0 else None
+        return {"edges": (batch, n * (n - 1) // 2)}
 
-        @jax.jit
-        def run(params, key):
-            net = nnx.merge(graphdef, params, rest)
-            kc, ks = jax.random.split(key)
-            node_mask = count_sampler(kc, batch)["node_mask"]  # [B, N]
-            ctx = {"node_mask": node_mask, "masks": edge_masks(node_mask)}
-            if mesh is not None:
-                ctx = jax.lax.with_sharding_constraint(ctx, batch_sharded(mesh))
-            out, info = masked_sample(
-                net,
-                self.processes,
-                ctx,
-                ks,
-                shapes=shapes,
-                sampler=sampler,
-                steps=steps,
-                precision=dtype,
-                time_conditioning=self.config.time_conditioning,
-            )
-            return out, ctx, {"nfe": info["nfe"]}
+    def _token_masks(self, node_mask: Array) -> dict[str, Array]:
+        return edge_masks(node_mask)
 
-        cache[ckey] = run, mesh
-        return run, mesh
+    # One jitted batch of sampled token states, node counts from the training set (or all
+    # ``num_atoms`` nodes), returning ``(state, ctx, info)`` with ``{"edges": int32 [B, P]}``
+    # in {0, 1} on real pairs and 0 on padding, ``ctx`` with ``node_mask`` and ``masks``,
+    # ``info["nfe"]`` the network calls (``fhs``: the batch's largest n (n - 1) / 2):
+    # MDMMolecules' compiled token sampler (it reads only the hooks above, the config,
+    # ``processes`` and ``_count_sampler``), and its host loop over jitted rounds.
+    sample_states = MDMMolecules.sample_states
+    _compiled = MDMMolecules._compiled
+    _batches = MDMMolecules._batches
 
     def to_graphs(self, state: State, ctx: Context) -> list[nx.Graph]:
         """Decode a sampled batch as GDSS does (threshold 0.5, no isolated nodes).
@@ -421,19 +358,11 @@ class MDMGraphs:
         """
         if options:
             raise ValueError(f"MDM sample got unknown options {sorted(options)}")
-        batch = batch_size or self.config.sample_batch
-        rounds = math.ceil(num / batch)
         graphs: list[nx.Graph] = []
-        for r in tqdm(range(rounds), desc="sample", disable=not progress or rounds == 1):
-            out, ctx, _ = self.sample_states(
-                model,
-                jax.random.fold_in(key, r),
-                batch,
-                sampler=sampler,
-                steps=steps,
-                precision=precision,
-            )
-            graphs.extend(self.to_graphs(jax.device_get(out), jax.device_get(ctx)))
+        for out, ctx in self._batches(
+            model, key, num, sampler, steps, precision, batch_size, progress
+        ):
+            graphs.extend(self.to_graphs(out, ctx))
         return graphs[:num]
 
     # .g6 files and GDSS's MMD suite (degree, clustering, orbit, spectral); they only read
