@@ -384,26 +384,18 @@ class _GraphContinuous:
         raise NotImplementedError
 
     def dense_batch(self, batch: dict) -> tuple[State, Context]:
-        """Loader arrays -> GDSS state and context (jit-compatible).
+        """Loader arrays -> GDSS state and context (jit-compatible); generic graphs here,
+        molecules override it.
 
         Args:
-          batch: molecules ``{"types": [B, N] int (-1 on padding), "bonds": [B, N, N]
-            int}``; generic graphs ``{"x": [B, N, F], "adj": [B, N, N], "node_mask":
-            [B, N]}`` (:meth:`GDSS.loader`).
+          batch: ``{"x": [B, N, F], "adj": [B, N, N], "node_mask": [B, N]}``
+            (:meth:`GDSS.loader`).
 
         Returns:
-          ``({"x": [B, N, F] one-hot, "adj": [B, N, N] float}, {"node_mask", "masks"})``.
+          ``({"x": [B, N, F], "adj": [B, N, N]}, {"node_mask", "masks"})``.
         """
-        if "types" not in batch:
-            node_mask = jnp.asarray(batch["node_mask"], jnp.float32)
-            x0 = {k: jnp.asarray(batch[k], jnp.float32) for k in ("x", "adj")}
-            return x0, {"node_mask": node_mask, "masks": graph_masks(node_mask)}
-        types = jnp.asarray(batch["types"]).astype(jnp.int32)  # [B, N]
-        node_mask = (types >= 0).astype(jnp.float32)
-        x0 = {
-            "x": jax.nn.one_hot(types, self.config.net.max_feat_num),  # one_hot(-1) = 0
-            "adj": jnp.asarray(batch["bonds"]).astype(jnp.float32),
-        }
+        node_mask = jnp.asarray(batch["node_mask"], jnp.float32)
+        x0 = {k: jnp.asarray(batch[k], jnp.float32) for k in ("x", "adj")}
         return x0, {"node_mask": node_mask, "masks": graph_masks(node_mask)}
 
     def loss_fn(self, model: nnx.Module, batch: dict, key: Array):
@@ -608,6 +600,23 @@ class _MoleculeChecks:
                 f"unknown molecule data set {config.dataset!r}; choose one of {MOLECULE_DATASETS}"
             )
         super().__init__(config)
+
+    def dense_batch(self, batch: dict) -> tuple[State, Context]:
+        """Molecule loader arrays -> GDSS state and context (jit-compatible).
+
+        Args:
+          batch: ``{"types": [B, N] int (-1 on padding), "bonds": [B, N, N] int}``.
+
+        Returns:
+          ``({"x": [B, N, F] one-hot, "adj": [B, N, N] float}, {"node_mask", "masks"})``.
+        """
+        types = jnp.asarray(batch["types"]).astype(jnp.int32)  # [B, N]
+        node_mask = (types >= 0).astype(jnp.float32)
+        x0 = {
+            "x": jax.nn.one_hot(types, self.config.net.max_feat_num),  # one_hot(-1) = 0
+            "adj": jnp.asarray(batch["bonds"]).astype(jnp.float32),
+        }
+        return x0, {"node_mask": node_mask, "masks": graph_masks(node_mask)}
 
 
 class _GenericDomain:
