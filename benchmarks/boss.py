@@ -14,7 +14,7 @@ starting points):
   uniform grid ``1, 1 - 1/K, ..., 0`` (the rectified-flow sampler);
 - ``boss``: the same model with Euler on its Bellman-optimal K-step grid (Nguyen et al.,
   ICLR 2024). Grids come from ``boss_grids.json`` in the flow checkpoint folder (made by
-  ``python -m genmodels.models.boss grids``); if the folder has none (or lacks a K, or
+  ``genmodels boss-grids``); if the folder has none (or lacks a K, or
   ``--recompute-grids``), they are computed here with ``--grid-samples`` draws on a fine
   grid of ``--fine-steps`` (not written anywhere);
 - ``straightened``: the BOSS-straightened model (``--boss-recipe``, default boss_mnist,
@@ -79,7 +79,7 @@ def load(recipe: str, checkpoint: str):
 
 def stored_grids(folder: Path | None, ks: Sequence[int]) -> tuple[dict | None, dict]:
     """Grids (and the file's metadata) from a checkpoint folder, if it has every K."""
-    from genmodels.models.flow import find_boss_grids, read_boss_grids
+    from genmodels.samplers.boss import find_boss_grids, read_boss_grids
 
     path = find_boss_grids(folder) if folder is not None else None
     if path is None:
@@ -94,15 +94,14 @@ def stored_grids(folder: Path | None, ks: Sequence[int]) -> tuple[dict | None, d
 
 def flow_grids(method, model, folder, args, ks) -> tuple[dict, dict]:
     """The flow model's BOSS grids: stored ones, else computed in memory."""
-    from genmodels.models.boss import compute_boss_grids, grids_meta
+    from genmodels.samplers.boss import compute_boss_grids, grids_meta
 
     if not args.recompute_grids:
         grids, meta = stored_grids(folder, ks)
         if grids is not None:
             return grids, meta
     grids, info = compute_boss_grids(
-        method,
-        model,
+        method.boss_problem(model),
         jax.random.PRNGKey(args.seed + 1),
         num_samples=args.grid_samples,
         fine_steps=args.fine_steps,

@@ -76,7 +76,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genmodels.models.mdm import MDMMolecules, dense_to_pairs
+from genmodels.domains.graphs import dense_to_pairs
+from genmodels.metrics.crystals import entropy, total_variation
+from genmodels.models.mdm import MDMMolecules
 from genmodels.models.run import load_recipe_model
 from genmodels.recipes import load_recipe
 
@@ -135,21 +137,6 @@ def token_capacity(method) -> int:
 # ---------------------------------------------------------------------- statistics
 
 
-def entropy(p: np.ndarray) -> float:
-    """Shannon entropy (nats) of a histogram (normalized here; zero bins are skipped)."""
-    p = np.asarray(p, np.float64)
-    p = p / p.sum()
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
-def total_variation(p: np.ndarray, q: np.ndarray) -> float:
-    """``0.5 * sum |p - q|`` of two histograms (each normalized here)."""
-    p = np.asarray(p, np.float64)
-    q = np.asarray(q, np.float64)
-    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
-
-
 def reference_stats(method) -> dict[str, Any]:
     """Histograms and entropies of the training data's tokens.
 
@@ -160,7 +147,7 @@ def reference_stats(method) -> dict[str, Any]:
       over the training pixels and ``token_entropy``.
     """
     if is_molecules(method):
-        data = method.data
+        data = method.task.data
         types, bonds = data.arrays(data.train_idx)  # [M, N] with -1 padding, [M, N, N]
         types = np.asarray(types)
         real = types >= 0
@@ -177,7 +164,7 @@ def reference_stats(method) -> dict[str, Any]:
     from genmodels.datasets.images import quantize
 
     levels = method.config.levels
-    q = quantize(method.data["train"], levels)
+    q = quantize(method.task.data[..., 0], levels)
     hist = np.bincount(q.ravel(), minlength=levels)
     return {
         "level_hist": (hist / hist.sum()).tolist(),
@@ -296,12 +283,11 @@ def sample_once(method, model, key, batch: int, sampler: str, steps: int, precis
     out = method.sample_states(model, key, batch, sampler=sampler, steps=steps, precision=precision)
     jax.block_until_ready(out)
     dt = time.perf_counter() - t0
+    state, ctx, info = out
     if is_molecules(method):
-        state, ctx, info = out
         m = ctx["masks"]
         max_tokens = int(np.max(np.sum(m["atoms"], 1) + np.sum(m["bonds"], 1)))
     else:
-        (state, info), ctx = out, {}
         max_tokens = token_capacity(method)
     state, ctx = jax.device_get((state, ctx))
     return state, ctx, int(info["nfe"]), max_tokens, dt

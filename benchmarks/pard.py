@@ -47,6 +47,7 @@ from flax import nnx
 
 from genmodels.core.partial_order import partition_batch
 from genmodels.models.run import load_recipe_model
+from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.nets.ppgn import PPGNTransformerConfig
 from genmodels.recipes import load_recipe
 
@@ -81,7 +82,7 @@ def blocks_table(method, hydrogens: bool) -> list[dict[str, Any]]:
     if hydrogens:
         from rdkit import Chem
 
-        smiles = method.data.train_smiles
+        smiles = method.task.splits[0]
         mats = [Chem.GetAdjacencyMatrix(Chem.AddHs(Chem.MolFromSmiles(s))) for s in smiles]
         nmax = max(len(a) for a in mats)
         h_adj = np.zeros((len(mats), nmax, nmax), np.int8)
@@ -173,7 +174,8 @@ def sample_speed(cfg, method, model, batch: int, repeats: int) -> dict[str, Any]
 
     _, c_med = _median_time(lambda: call(params), max(repeats, 3))
     nfe = int(info["nfe"])
-    smiles, raw = method.decode_smiles(state, ctx) if hasattr(method, "decode_smiles") else ([], [])
+    molecules = isinstance(method.task, MoleculeTask)
+    raw = method.task.pairs([method.decode(state, ctx)], batch)[1] if molecules else []
     return {
         "batch": batch,
         "sample_s": s_med,

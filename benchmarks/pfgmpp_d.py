@@ -176,7 +176,7 @@ def draw(method, model, args) -> tuple[np.ndarray, int, dict[str, Any]]:
     out, nfes, times = [], set(), []
     for r in range(rounds):
         t0 = time.perf_counter()
-        state, info = method.sample_states(
+        state, _, info = method.sample_states(
             model, jax.random.fold_in(key, r), batch, sampler=args.sampler, steps=args.steps
         )
         out.append(decode(state))  # to the host: waits for the round

@@ -37,7 +37,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from genmodels.models.run import load_recipe_model
+from genmodels.models.run import load_recipe_model, resolve_checkpoint
+from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.recipes import load_recipe
 from genmodels.train.logging import read_metrics
 
@@ -45,6 +46,9 @@ from genmodels.train.logging import read_metrics
 def default_num(method) -> int:
     """The method's evaluation sample count (GDSS graphs: the test split size; GDSS
     molecules: 10,000, as GDSS Table 2)."""
+    task = getattr(method, "task", None)
+    if task is not None:  # a method composed with a task: its evaluation protocol
+        return task.default_num_samples()
     if hasattr(method, "sample_pairs"):
         return 10_000
     if hasattr(method, "reconstruct_arrays"):
@@ -133,18 +137,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     cfg, info = load_recipe(args.recipe)
-    if not info.has_pretrained:
-        raise SystemExit(f"{info.pretrained_dir} holds no exported model (genmodels export)")
+    try:
+        folder = resolve_checkpoint(info, "pretrained")
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
     # the loaded method knows its checkpoint folder (BOSS reads its time grids there)
-    method, model, _ = load_recipe_model(cfg, info.pretrained_dir)
+    method, model, _ = load_recipe_model(cfg, folder)
     num = args.num or default_num(method)
     per_seed, sample_s = [], []
     crystals = hasattr(method, "reconstruct_arrays")
     for i, seed in enumerate(args.seeds):
         key = jax.random.PRNGKey(seed)
         t0 = time.perf_counter()
-        if hasattr(method, "sample_pairs"):
+        if isinstance(getattr(method, "task", None), MoleculeTask):
             # molecules: validity with and without correction from the same samples
+            samples, raw = method.task.pairs(method.sample_parts(model, key, num), num)
+            sample_s.append(time.perf_counter() - t0)
+            m = method.evaluate(samples, split="test", raw=raw)
+        elif hasattr(method, "sample_pairs"):  # methods not yet composed with a task
             samples, raw = method.sample_pairs(model, key, num)
             sample_s.append(time.perf_counter() - t0)
             m = method.evaluate(samples, split="test", raw=raw)

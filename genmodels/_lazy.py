@@ -6,6 +6,13 @@ from __future__ import annotations
 import importlib
 
 
+def lazy_modules(package: str, modules: dict[str, str]):
+    """``(__all__, __getattr__, __dir__)`` from submodule -> its public names
+    (space-separated), the inverse layout of :func:`lazy_exports`'s table."""
+    table = {name: mod for mod, names in modules.items() for name in names.split()}
+    return (sorted(table), *lazy_exports(package, table))
+
+
 def lazy_exports(package: str, table: dict[str, str]):
     """``(__getattr__, __dir__)`` for a package whose public names live in submodules.
 

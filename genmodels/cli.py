@@ -6,6 +6,8 @@
                      [--sampler NAME] [--steps K] [--seed S]
     genmodels evaluate RECIPE --samples FILE [--split test]
     genmodels export RECIPE --checkpoint DIR [--out DIR] [--overwrite]
+    genmodels samplers RECIPE                 # the samplers this recipe can use
+    genmodels boss-grids RECIPE --checkpoint DIR|pretrained   # BOSS step grids
 
 Overrides of the recipe's config go through tyro: ``genmodels train RECIPE --help`` lists
 every field (``--train.steps``); ``sample``/``evaluate`` take them as ``--config.FIELD``. The outer arguments are parsed by tyro too, from small dataclasses.
@@ -23,7 +25,7 @@ import tyro
 
 from genmodels.recipes import RecipeError, list_recipes, load_recipe
 
-COMMANDS = ("recipes", "train", "sample", "evaluate", "export")
+COMMANDS = ("recipes", "train", "sample", "evaluate", "export", "samplers", "boss-grids")
 USAGE = __doc__
 
 
@@ -65,30 +67,48 @@ def cmd_recipes(args: list[str]) -> int:
     return 0
 
 
-def _need_recipe(cmd: str, args: list[str]) -> tuple[str, list[str]] | None:
+class _Exit(Exception):
+    """Stop a command with this exit code (its message is already printed)."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+def _need_recipe(cmd: str, args: list[str]) -> tuple[str, list[str]]:
+    """``(RECIPE, rest)`` of ``genmodels CMD RECIPE ...``; prints the usage and raises
+    :class:`_Exit` (0 for ``--help``, 2 otherwise) when the recipe is missing."""
     if not args or args[0].startswith("-"):
         names = ", ".join(sorted(list_recipes()))
         print(
             f"usage: genmodels {cmd} RECIPE [options]   (genmodels {cmd} RECIPE --help for all options)"
         )
         print(f"recipes: {names}")
-        return None
+        raise _Exit(0 if any(a in ("-h", "--help") for a in args) else 2)
     return args[0], args[1:]
 
 
+def _recipe_command(
+    cmd: str, args: list[str], fields: list[tuple[str, Any, Any]], doc: str, flatten: bool = False
+):
+    """``(name, info, parsed)`` of ``genmodels CMD RECIPE [options]``: the recipe loaded
+    and the command's options (plus the config's, under ``--config.``) parsed by tyro.
+    ``doc`` may use ``{name}`` and ``{pretrained}``."""
+    name, rest = _need_recipe(cmd, args)
+    cfg, info = load_recipe(name)
+    text = doc.format(name=name, pretrained=info.pretrained_dir)
+    cls = _command_type(cmd.replace("-", "_").title(), cfg, fields, text, flatten=flatten)
+    return name, info, _parse(f"genmodels {cmd} {name}", cls, rest)
+
+
 def cmd_train(args: list[str]) -> int:
-    got = _need_recipe("train", args)
-    if got is None:
-        return 0 if any(a in ("-h", "--help") for a in args) else 2
-    name, rest = got
-    cfg, _ = load_recipe(name)
-    cls = _command_type(
-        "Train",
-        cfg,
+    name, _, parsed = _recipe_command(
+        "train",
+        args,
         [("workdir", str | None, None)],
-        f"Train recipe {name!r} (resumes from WORKDIR's latest checkpoint; default runs/{name}).",
+        "Train recipe {name!r} (resumes from WORKDIR's latest checkpoint; default runs/{name}).",
+        flatten=True,
     )
-    parsed = _parse(f"genmodels train {name}", cls, rest)
     from genmodels.models.run import train_recipe
 
     workdir = Path(parsed.workdir or f"runs/{name}")
@@ -98,18 +118,13 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_sample(args: list[str]) -> int:
-    got = _need_recipe("sample", args)
-    if got is None:
-        return 0 if any(a in ("-h", "--help") for a in args) else 2
-    name, rest = got
-    cfg, info = load_recipe(name)
-    cls = _command_type(
-        "Sample",
-        cfg,
+    name, info, p = _recipe_command(
+        "sample",
+        args,
         [
             ("checkpoint", str, "pretrained"),
             ("num", int, 1000),
-            ("out", str, f"samples/{name}"),
+            ("out", str, f"samples/{args[0] if args else 'out'}"),
             ("sampler", str | None, None),
             ("steps", int | None, None),
             ("seed", int, 0),
@@ -117,21 +132,26 @@ def cmd_sample(args: list[str]) -> int:
             ("no_correction", bool, False),
             ("precision", str | None, None),
         ],
-        f"Sample recipe {name!r} from a checkpoint folder or its pretrained model.",
-        flatten=False,
+        "Sample recipe {name!r} from a checkpoint folder or its pretrained model.",
     )
-    p = _parse(f"genmodels sample {name}", cls, rest)
     from genmodels.models.run import sample_recipe
 
+    if p.sampler is not None:
+        choices = tuple(p.config.build().samplers)
+        if p.sampler not in choices:
+            print(
+                f"genmodels sample: recipe {name!r} has no sampler {p.sampler!r}; choose one of "
+                f"{', '.join(choices)} (genmodels samplers {name} describes them)",
+                file=sys.stderr,
+            )
+            return 2
     ckpt = info.pretrained_dir if p.checkpoint == "pretrained" else Path(p.checkpoint)
     if p.checkpoint == "pretrained" and not info.has_pretrained:
         raise SystemExit(
             f"recipe {name!r} ships no pretrained model (looked in {info.pretrained_dir}); "
             f"train one with `genmodels train {name} --workdir DIR` and pass --checkpoint DIR"
         )
-    options = {}
-    if p.no_correction:
-        options["correction"] = False
+    options = {"correction": False} if p.no_correction else {}
     if p.precision is not None:
         options["precision"] = p.precision
     out = sample_recipe(
@@ -150,19 +170,12 @@ def cmd_sample(args: list[str]) -> int:
 
 
 def cmd_evaluate(args: list[str]) -> int:
-    got = _need_recipe("evaluate", args)
-    if got is None:
-        return 0 if any(a in ("-h", "--help") for a in args) else 2
-    name, rest = got
-    cfg, _ = load_recipe(name)
-    cls = _command_type(
-        "Evaluate",
-        cfg,
+    _, _, p = _recipe_command(
+        "evaluate",
+        args,
         [("samples", str, ""), ("split", str, "test")],
-        f"Evaluate a sample file against recipe {name!r}'s data; prints one JSON object.",
-        flatten=False,
+        "Evaluate a sample file against recipe {name!r}'s data; prints one JSON object.",
     )
-    p = _parse(f"genmodels evaluate {name}", cls, rest)
     if not p.samples:
         raise SystemExit("evaluate needs --samples FILE")
     path = Path(p.samples)
@@ -177,20 +190,13 @@ def cmd_evaluate(args: list[str]) -> int:
 
 
 def cmd_export(args: list[str]) -> int:
-    got = _need_recipe("export", args)
-    if got is None:
-        return 0 if any(a in ("-h", "--help") for a in args) else 2
-    name, rest = got
-    cfg, info = load_recipe(name)
-    cls = _command_type(
-        "Export",
-        cfg,
+    _, info, p = _recipe_command(
+        "export",
+        args,
         [("checkpoint", str, ""), ("out", str | None, None), ("overwrite", bool, False)],
-        f"Export a training run of recipe {name!r} as a pretrained model: only the "
-        f"parameters it samples with (default --out {info.pretrained_dir}).",
-        flatten=False,
+        "Export a training run of recipe {name!r} as a pretrained model: only the "
+        "parameters it samples with (default --out {pretrained}).",
     )
-    p = _parse(f"genmodels export {name}", cls, rest)
     if not p.checkpoint:
         raise SystemExit("export needs --checkpoint DIR (a training run folder)")
     from genmodels.models.run import export_recipe
@@ -205,6 +211,35 @@ def cmd_export(args: list[str]) -> int:
     return 0
 
 
+def cmd_samplers(args: list[str]) -> int:
+    """``genmodels samplers RECIPE``: the registry entries this recipe's processes accept."""
+    name, rest = _need_recipe("samplers", args)
+    if rest:
+        print(f"genmodels samplers takes only a recipe name, got {' '.join(rest)}", file=sys.stderr)
+        return 2
+    cfg, _ = load_recipe(name)
+    from genmodels.samplers.registry import REGISTRY, describe
+
+    names = tuple(cfg.build().samplers)
+    width = max(len(n) for n in names)
+    print(f"samplers of {name} (use: genmodels sample {name} --sampler NAME [--steps K]):")
+    for i, n in enumerate(names):
+        entry = REGISTRY[n]
+        steps = "adaptive unless --steps" if entry.adaptive else "--steps K"
+        tag = "default" if i == 0 else ""
+        opts = entry.make_options(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+        print(f"  {n:<{width}}  {tag:<7}  {describe(entry, opts)} [{steps}]")
+    print(f"default steps: {getattr(cfg, 'sample_steps', 'n/a')}")
+    return 0
+
+
+def cmd_boss_grids(args: list[str]) -> int:
+    """``genmodels boss-grids RECIPE --checkpoint DIR``: Bellman-optimal step grids."""
+    from genmodels.models.boss import main as boss_main
+
+    return boss_main(["grids", *args])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -217,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "sample": cmd_sample,
         "evaluate": cmd_evaluate,
         "export": cmd_export,
+        "samplers": cmd_samplers,
+        "boss-grids": cmd_boss_grids,
     }
     if cmd not in handlers:
         print(
@@ -226,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return handlers[cmd](rest)
+    except _Exit as e:
+        return e.code
     except RecipeError as e:
         print(f"genmodels: {e}", file=sys.stderr)
         return 2

@@ -4,12 +4,16 @@ A recipe is a Python file with a module docstring (its one-line description) and
 function ``config()`` returning a frozen config dataclass with a ``build()`` method.
 Recipes are looked up in ``$GENMODELS_RECIPES_DIR``, then ``./recipes``, then the
 ``recipes/`` folder next to the installed package (an editable install of the repo).
+Files starting with ``_`` are shared bases, not recipes: a recipe imports them by plain
+name (``from _gdss import gdss``), looked up in the recipe's own folder first, then in the
+other recipe folders.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,10 +88,20 @@ def load_recipe(name: str) -> tuple[Any, RecipeInfo]:
     info = recipes[name]
     spec = importlib.util.spec_from_file_location(f"genmodels_recipe_{name}", info.path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "config"):
-        raise RecipeError(f"recipe file {info.path} defines no config() function")
-    cfg = module.config()
+    # bases (``_*.py``) import by plain name from the recipe folders while the recipe runs;
+    # they leave sys.modules after, so a base of another folder is never shadowed by a stale one
+    folders = [info.path.parent, *(d for d in recipe_dirs() if d != info.path.parent)]
+    bases = {p.stem for d in folders for p in d.glob("_*.py")} - set(sys.modules)
+    sys.path[:0] = [str(d) for d in folders]
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "config"):
+            raise RecipeError(f"recipe file {info.path} defines no config() function")
+        cfg = module.config()
+    finally:
+        del sys.path[: len(folders)]
+        for b in bases:
+            sys.modules.pop(b, None)
     if not hasattr(cfg, "build"):
         raise RecipeError(f"config() of {info.path} returned {type(cfg).__name__} without build()")
     return cfg, info

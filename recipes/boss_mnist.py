@@ -21,7 +21,7 @@ Settings taken from the paper / repository:
   (Figure 5); the repo generates pairs for K in {1, 2, 4, 6, 8, 10};
 - Adam, lr 2e-4, gradient clipping at norm 1 (``optim`` of the repo's configs).
 
-Departures (to fit about 10 minutes of fine-tuning on 2 CPU cores):
+Departures (for a CPU budget):
 
 - 600 teacher trajectories (540 to train on, 6 pairs each) instead of the repo's 5,000
   noises (``scripts/gen_data.sh``);
@@ -30,13 +30,11 @@ Departures (to fit about 10 minutes of fine-tuning on 2 CPU cores):
   0.999 (0.999 would leave the EMA at about 60 % teacher after 500 steps);
 - whole trajectories are held out rather than random pairs.
 
-Cost, measured on a loaded 2-core CPU in CPU-seconds (wall time on two idle cores is
-roughly half to all of it): one training step at batch 32, 1.2 CPU-s (500 steps: about
-10 CPU-min, 5-10 min); the teacher trajectories, 0.6 CPU-s per 100 images per fine step
-(600 trajectories: about 6 CPU-min, once, cached in the run folder as
-``boss_pairs.npz``); the teacher's grids, about 3 CPU-min unless the teacher folder has
+The teacher trajectories are made once and cached in the run folder as
+``boss_pairs.npz``; the teacher's grids are computed unless the teacher folder has
 ``boss_grids.json`` on the same fine grid (``python -m genmodels.models.boss grids
-flow_mnist --checkpoint pretrained`` makes it and the run reuses it).
+flow_mnist --checkpoint pretrained`` makes it and the run reuses it). Costs:
+``benchmarks/results/recipes.md``.
 """
 
 from genmodels.models.boss import BossStraightenConfig

@@ -2,7 +2,7 @@
 
 Reference: txie-93/cdvae ``conf/model/vae.yaml``, ``conf/data/carbon.yaml``.
 
-Departures, all for a one-hour CPU run:
+Departures, all for a CPU budget of about an hour:
 
 - Data: only ``val.csv`` and ``test.csv`` of carbon_24 are available in this project, so
   the model trains on the 2,032 validation crystals and is evaluated on ``test.csv``
@@ -10,10 +10,9 @@ Departures, all for a one-hour CPU run:
   once ``train.csv`` is present.
 - Size: encoder/decoder width 64 instead of 128, 2 interaction blocks each instead of
   4 (DimeNet++) and 3 (GemNet-T), 12 neighbours instead of 20, latent and head width 128
-  instead of 256 (see ``cdvae_perov5`` for the step times behind this choice).
-- Length: batch 32 (reference 256), 2,000 steps (~32 epochs of val.csv, ~1 h on the
-  project's shared 2-core CPU at the ~1.7 s a step measured with other jobs running)
-  instead of 4,000 epochs; teacher forcing for the first quarter, as the reference
+  instead of 256 (step times in ``benchmarks/results/recipes.md``).
+- Length: batch 32 (reference 256), 2,000 steps (~32 epochs of val.csv) instead of
+  4,000 epochs; teacher forcing for the first quarter, as the reference
   (``teacher_forcing_max_epoch`` 1000 of 4000): epochs 0-7 of ~32.
 - Optimizer: constant Adam lr 1e-3 (the reference's rate; its ReduceLROnPlateau on the
   validation loss is not available), global-norm clipping at 1 instead of CDVAE's
@@ -23,25 +22,17 @@ Everything else is the reference: ``max_atoms`` 24, loss weights, noise levels, 
 7 A, and Langevin sampling with 100 steps per level and step_lr 1e-4.
 """
 
+from _cdvae import cdvae_cpu
+
 from genmodels.models.cdvae import CDVAEConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> CDVAEConfig:
-    return CDVAEConfig(
+    return cdvae_cpu(
         dataset="carbon_24",
-        train_split="val",
-        eval_split="test",
         max_atoms=24,
-        latent_dim=128,
-        hidden_dim=128,
-        enc_hidden=64,
-        enc_blocks=2,
-        dec_hidden=64,
-        dec_blocks=2,
-        max_neighbors=12,
         teacher_forcing_max_epoch=7,
-        sample_batch=128,
-        train=TrainConfig(steps=2000, batch_size=32, ema_decay=0.0, log_every=50, ckpt_every=250),
-        optim=OptimConfig(lr=1e-3, clip_norm=1.0, schedule="constant"),
+        steps=2000,
+        log_every=50,
+        ckpt_every=250,
     )

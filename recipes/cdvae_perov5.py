@@ -2,7 +2,7 @@
 
 Reference: txie-93/cdvae ``conf/model/vae.yaml``, ``conf/data/perov.yaml``.
 
-Departures, all for a one-hour CPU run:
+Departures, all for a CPU budget of about an hour:
 
 - Data: only ``val.csv`` and ``test.csv`` of perov_5 are available in this project, so the
   model trains on the 3,787 validation crystals and is evaluated on ``test.csv`` (the
@@ -10,9 +10,9 @@ Departures, all for a one-hour CPU run:
   Set ``train_split="train"`` once ``train.csv`` is present.
 - Size: encoder/decoder width 64 instead of 128, 2 interaction blocks each instead of
   4 (DimeNet++) and 3 (GemNet-T), 12 neighbours instead of 20, latent and head width 128
-  instead of 256. These sizes run ~4 steps/s at batch 32 on the project's 2-core CPU.
-- Length: batch 32 (reference 512), 8,000 steps (~67 epochs of val.csv, ~35 min)
-  instead of 3,000 epochs; teacher forcing for the first half, as the reference
+  instead of 256 (step times in ``benchmarks/results/recipes.md``).
+- Length: batch 32 (reference 512), 8,000 steps (~67 epochs of val.csv) instead of
+  3,000 epochs; teacher forcing for the first half, as the reference
   (``teacher_forcing_max_epoch`` 1500 of 3000): epochs 0-33 of ~67.
 - Optimizer: constant Adam lr 1e-3 (the reference's rate; its ReduceLROnPlateau on the
   validation loss is not available), global-norm clipping at 1 instead of CDVAE's
@@ -24,25 +24,17 @@ and step_lr 1e-4 (5,000 decoder calls per batch: slow on CPU; ``--steps`` lowers
 steps per level).
 """
 
+from _cdvae import cdvae_cpu
+
 from genmodels.models.cdvae import CDVAEConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> CDVAEConfig:
-    return CDVAEConfig(
+    return cdvae_cpu(
         dataset="perov_5",
-        train_split="val",
-        eval_split="test",
         max_atoms=20,
-        latent_dim=128,
-        hidden_dim=128,
-        enc_hidden=64,
-        enc_blocks=2,
-        dec_hidden=64,
-        dec_blocks=2,
-        max_neighbors=12,
         teacher_forcing_max_epoch=33,
-        sample_batch=128,
-        train=TrainConfig(steps=8000, batch_size=32, ema_decay=0.0, log_every=100, ckpt_every=500),
-        optim=OptimConfig(lr=1e-3, clip_norm=1.0, schedule="constant"),
+        steps=8000,
+        log_every=100,
+        ckpt_every=500,
     )

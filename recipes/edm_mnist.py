@@ -2,8 +2,8 @@
 
 The training setup is ``pfgmpp_mnist``'s with ``D = inf``: EDM (Karras et al. 2022) with
 its preconditioning (sigma_data 0.5), ``ln sigma ~ N(-1.2, 1.2^2)`` and loss weighting,
-pixels in [-1, 1], the same 0.32M-parameter UNet, batch 64, 600 steps (about 20 minutes on
-2 free CPU cores; see ``pfgmpp_mnist`` for the measured speed).
+pixels in [-1, 1], the same 0.32M-parameter UNet, batch 64, 600 steps (training time in
+``benchmarks/results/recipes.md``).
 
 This recipe is the score-SDE row of the method x domain matrix: samples come by default
 from the shared predictor-corrector sampler (:mod:`genmodels.samplers.pc`, the one GDSS
@@ -27,38 +27,21 @@ reverse-diffusion step is stable at any K). sample_batch is 256 so that the batc
 over 8 devices.
 """
 
+from _continuous import EDM, mnist_cpu
+
 from genmodels.models.pfgmpp import PFGMPPImageConfig
-from genmodels.nets.unet import UNetConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> PFGMPPImageConfig:
-    return PFGMPPImageConfig(
-        dataset="mnist",
-        net=UNetConfig(
-            in_channels=1,
-            out_channels=1,
-            img_resolution=28,
-            model_channels=16,
-            channel_mult=(1, 2, 2),
-            num_blocks=1,
-            attn_resolutions=(7,),
-            dropout=0.0,
-        ),
+    return mnist_cpu(
+        PFGMPPImageConfig,
         D=float("inf"),
-        sigma_min=0.002,
-        sigma_max=80.0,
-        rho=7.0,
-        sigma_data=0.5,
-        P_mean=-1.2,
-        P_std=1.2,
+        **EDM,
         sampler="pc",
         sample_steps=50,
         snr=0.16,
         scale_eps=1.0,
         sample_batch=256,
-        train=TrainConfig(steps=600, batch_size=64, ema_decay=0.995, log_every=25, ckpt_every=200),
-        optim=OptimConfig(
-            lr=1e-3, warmup_steps=100, schedule="cosine", final_lr_frac=0.1, clip_norm=1.0
-        ),
+        steps=600,
+        ckpt_every=200,
     )

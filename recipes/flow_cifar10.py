@@ -23,6 +23,8 @@ average-pool / nearest resampling blocks) rather than score_sde's NCSN++ code wi
 same 999 t label range.
 """
 
+from _continuous import RECTIFIED_FLOW
+
 from genmodels.models.flow import FlowImageConfig
 from genmodels.nets.unet import UNetConfig
 from genmodels.train import OptimConfig, TrainConfig
@@ -43,8 +45,7 @@ def config() -> FlowImageConfig:
             embedding="positional",
         ),
         random_flip=True,
-        t_eps=1e-3,
-        time_scale=999.0,
+        **RECTIFIED_FLOW,
         sampler="euler",
         sample_steps=100,
         sample_batch=500,

@@ -23,29 +23,20 @@ decay to 5e-4, clipping at 1 per network (GDSS), EMA 0.999, sampling with the EM
 parameters.
 """
 
+from _continuous import graphs_cpu
+
 from genmodels.models.graph_continuous import GraphFlowConfig
-from genmodels.nets.graph import GDSS_NET_CONFIGS
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> GraphFlowConfig:
-    return GraphFlowConfig(
+    return graphs_cpu(
+        GraphFlowConfig,
         dataset="community_small",
-        net=GDSS_NET_CONFIGS["community_small"],
-        time_input=True,
+        net="community_small",
         t_eps=1e-3,
         sampler="euler",
         sample_steps=50,
-        sample_use_ema=True,
         sample_batch=128,
-        train=TrainConfig(steps=3000, batch_size=80, ema_decay=0.999, log_every=50, ckpt_every=500),
-        optim=OptimConfig(
-            lr=5e-3,
-            weight_decay=1e-4,
-            warmup_steps=50,
-            schedule="cosine",
-            final_lr_frac=0.1,
-            clip_norm=1.0,
-            clip_per_module=True,
-        ),
+        steps=3000,
+        batch_size=80,
     )

@@ -24,40 +24,24 @@ budget: 1,000 steps of batch 512 (4.2 epochs of the 120,803 training molecules; 
 epochs at batch 1024), Adam lr 5e-3 and L2 weight decay 1e-4 (GDSS's) with 50 warm-up
 steps and a cosine decay to 5e-4 (GDSS: exponential decay 0.999 per epoch), clipping at 1
 per network (GDSS), EMA 0.999, sampling with the EMA parameters (GDSS samples QM9 with
-the raw ones). 50 Euler steps by default (50 NFE).
-
-Measured speed (``genmodels train flow_qm9``, batch 512, 1 CPU device): 1.5 steps per
-second on 2 cores shared with other jobs (load average ~8), after about 70 s of start-up
-(loading QM9, compiling); the 1,000 steps take about 12-13 minutes on such cores, less on
-idle ones. Sampling 256 molecules (50 Euler steps) from the command line took 43 s,
-start-up included; the BOSS grids (100 draws, Kmax = 100, K = 2..10) about 1 minute.
+the raw ones). 50 Euler steps by default (50 NFE). Training, sampling and BOSS-grid times:
+``benchmarks/results/recipes.md``.
 """
 
+from _continuous import graphs_cpu
+
 from genmodels.models.graph_continuous import GraphFlowConfig
-from genmodels.nets.graph import GDSS_NET_CONFIGS
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> GraphFlowConfig:
-    return GraphFlowConfig(
+    return graphs_cpu(
+        GraphFlowConfig,
         dataset="qm9",
-        net=GDSS_NET_CONFIGS["QM9"],
-        time_input=True,
+        net="QM9",
         t_eps=1e-3,
         sampler="euler",
         sample_steps=50,
-        sample_use_ema=True,
         sample_batch=1024,
-        train=TrainConfig(
-            steps=1000, batch_size=512, ema_decay=0.999, log_every=50, ckpt_every=500
-        ),
-        optim=OptimConfig(
-            lr=5e-3,
-            weight_decay=1e-4,
-            warmup_steps=50,
-            schedule="cosine",
-            final_lr_frac=0.1,
-            clip_norm=1.0,
-            clip_per_module=True,
-        ),
+        steps=1000,
+        batch_size=512,
     )

@@ -1,17 +1,15 @@
 """GDSS on ENZYMES (reference: harryjo97/GDSS config/enzymes.yaml); GPU-sized."""
 
-from genmodels.models.gdss import GDSSConfig, SDESpec
-from genmodels.nets.graph import GDSS_NET_CONFIGS
-from genmodels.train import OptimConfig, TrainConfig
+from _gdss import SDESpec, gdss
 
-# 470 training graphs, batch 64: 7 full batches per epoch (GDSS also runs the last 22)
-STEPS_PER_EPOCH = 7
+from genmodels.models.gdss import GDSSConfig
 
 
 def config() -> GDSSConfig:
-    return GDSSConfig(
+    return gdss(
+        GDSSConfig,
         dataset="ENZYMES",
-        net=GDSS_NET_CONFIGS["ENZYMES"],
+        net="ENZYMES",
         sde_x=SDESpec("VP", 0.1, 1.0),
         sde_adj=SDESpec("VE", 0.2, 1.0),
         sampler="s4",
@@ -19,20 +17,9 @@ def config() -> GDSSConfig:
         scale_eps=0.7,
         sample_use_ema=True,
         sample_batch=64,
-        train=TrainConfig(
-            steps=5000 * STEPS_PER_EPOCH,
-            batch_size=64,
-            ema_decay=0.999,
-            log_every=100,
-            ckpt_every=5000,
-        ),
-        optim=OptimConfig(
-            lr=1e-2,
-            weight_decay=1e-4,
-            clip_norm=1.0,
-            clip_per_module=True,
-            schedule="exponential",
-            decay_rate=0.999,
-            decay_every=STEPS_PER_EPOCH,
-        ),
+        # 470 training graphs, batch 64: 7 full batches per epoch (GDSS also runs the last 22)
+        epochs=5000,
+        steps_per_epoch=7,
+        batch_size=64,
+        ckpt_every=5000,
     )

@@ -21,43 +21,25 @@ a first run with them learned only the edge density); the node count enters thro
 the transformer's size embedding.
 
 Budget: 2,000 steps of batch 80 (every training graph in each step, so 2,000 epochs;
-GDSS trains 5,000), measured at about 4 steps/s after compilation on 2 shared, busy CPU
-cores (about 10 minutes in all); Adam lr 1e-3 without weight decay (MDLM: AdamW 3e-4, 2,500
-warm-up steps), 100 warm-up steps and a cosine decay to 1e-4, clipping at 1 (MDLM),
-EMA 0.999 (MDLM's 0.9999 averages over too many of 2,000 steps), sampling with the EMA
-parameters.
+GDSS trains 5,000; training time in ``benchmarks/results/recipes.md``); Adam lr 1e-3
+without weight decay (MDLM: AdamW 3e-4, 2,500 warm-up steps), 100 warm-up steps and a
+cosine decay to 1e-4, clipping at 1 (MDLM), EMA 0.999 (MDLM's 0.9999 averages over too
+many of 2,000 steps), sampling with the EMA parameters.
 """
+
+from _mdm import mdm
 
 from genmodels.models.mdm_graphs import MDMGraphConfig
 from genmodels.nets.graph_transformer import GraphTransformerConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> MDMGraphConfig:
-    return MDMGraphConfig(
+    return mdm(
+        MDMGraphConfig,
         dataset="community_small",
-        schedule="linear",
-        t_eps=1e-3,
         net=GraphTransformerConfig(dx=64, de=32, heads=4, layers=4, ffn_x=128, ffn_e=64),
-        time_conditioning=False,
-        sampler="fhs",
-        sample_steps=1000,
-        precision="float64",
-        sample_use_ema=True,
         sample_batch=128,
-        train=TrainConfig(
-            steps=2000,
-            batch_size=80,
-            ema_decay=0.999,
-            log_every=50,
-            ckpt_every=500,
-        ),
-        optim=OptimConfig(
-            lr=1e-3,
-            weight_decay=0.0,
-            clip_norm=1.0,
-            warmup_steps=100,
-            schedule="cosine",
-            final_lr_frac=0.1,
-        ),
+        steps=2000,
+        batch_size=80,
+        warmup_steps=100,
     )

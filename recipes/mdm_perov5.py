@@ -11,9 +11,7 @@ batch 512, EMA 0.9999, clip 1, times in [1e-3, 1], antithetic, no time condition
 and Zheng et al. 2024 (first-hitting sampler, float64 categorical draws); the data are
 CDVAE's perov_5 (Xie et al. 2022).
 
-Departures, so that training takes under 5 minutes on 2 shared CPU cores (measured
-7-11 steps/s at batch 256, about 3.5 min for 2000 steps including 30 s of start-up and
-compilation):
+Departures, for a CPU budget (training time in ``benchmarks/results/recipes.md``):
 
 - Data: only ``val.csv`` and ``test.csv`` of perov_5 are available in this project, so
   the model trains on the 3,787 validation crystals and is evaluated on ``test.csv``
@@ -32,37 +30,22 @@ compilation):
   clipping at 1, no weight decay.
 """
 
+from _mdm import mdm
+
 from genmodels.models.mdm_crystals import MDMCrystalConfig, SetTransformerConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> MDMCrystalConfig:
-    return MDMCrystalConfig(
+    return mdm(
+        MDMCrystalConfig,
         dataset="perov_5",
         train_split="val",
         eval_split="test",
-        schedule="linear",
-        t_eps=1e-3,
         net=SetTransformerConfig(dim=64, heads=4, layers=3, ffn=128),
-        time_conditioning=False,
-        sampler="fhs",
         sample_steps=100,
-        precision="float64",
-        sample_use_ema=True,
         sample_batch=1000,
-        train=TrainConfig(
-            steps=2000,
-            batch_size=256,
-            ema_decay=0.999,
-            log_every=100,
-            ckpt_every=500,
-        ),
-        optim=OptimConfig(
-            lr=1e-3,
-            weight_decay=0.0,
-            clip_norm=1.0,
-            warmup_steps=100,
-            schedule="cosine",
-            final_lr_frac=0.1,
-        ),
+        steps=2000,
+        batch_size=256,
+        warmup_steps=100,
+        log_every=100,
     )

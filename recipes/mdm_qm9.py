@@ -7,46 +7,28 @@ Zheng et al. 2024 (first-hitting sampler, float64 categorical draws); the networ
 DiGress-style graph transformer (cvignac/DiGress ``configs/experiment/qm9_no_h.yaml``:
 9 layers, d_x 256, d_e 64, 8 heads, batch 1024, 1000 epochs, AdamW lr 2e-4).
 
-Departures, so that training fits about one hour on 2 CPU cores (measured 1.9 s per step
-at batch 512 on 2 shared, busy cores): a 4-layer transformer with d_x 64, d_e 32, 4 heads
-(0.19M parameters), 2000 steps at batch 512 (8.5 epochs of the 120,803 training
-molecules), lr 1e-3 with 200 warm-up steps and a cosine decay to 1e-4, EMA 0.999 (0.9999
-averages over too many of 2000 steps). Unchanged from MDLM: the linear schedule
-``alpha = 1 - t`` (MDLM's log-linear noise), times in [1e-3, 1], no time conditioning,
-antithetic times, the NELBO weighting, clipping at 1. Sampling defaults to the
-first-hitting sampler with float64-grade categorical draws.
+Departures, for a CPU budget (training time in ``benchmarks/results/recipes.md``): a
+4-layer transformer with d_x 64, d_e 32, 4 heads (0.19M parameters), 2000 steps at batch
+512 (8.5 epochs of the 120,803 training molecules), lr 1e-3 with 200 warm-up steps and a
+cosine decay to 1e-4, EMA 0.999 (0.9999 averages over too many of 2000 steps). Unchanged
+from MDLM: the linear schedule ``alpha = 1 - t`` (MDLM's log-linear noise), times in
+[1e-3, 1], no time conditioning, antithetic times, the NELBO weighting, clipping at 1.
+Sampling defaults to the first-hitting sampler with float64-grade categorical draws.
 """
+
+from _mdm import mdm
 
 from genmodels.models.mdm import MDMMolConfig
 from genmodels.nets.graph_transformer import GraphTransformerConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> MDMMolConfig:
-    return MDMMolConfig(
+    return mdm(
+        MDMMolConfig,
         dataset="qm9",
-        schedule="linear",
-        t_eps=1e-3,
         net=GraphTransformerConfig(dx=64, de=32, heads=4, layers=4, ffn_x=128, ffn_e=64),
-        time_conditioning=False,
-        sampler="fhs",
-        sample_steps=1000,
-        precision="float64",
-        sample_use_ema=True,
         sample_batch=1024,
-        train=TrainConfig(
-            steps=2000,
-            batch_size=512,
-            ema_decay=0.999,
-            log_every=50,
-            ckpt_every=500,
-        ),
-        optim=OptimConfig(
-            lr=1e-3,
-            weight_decay=0.0,
-            clip_norm=1.0,
-            warmup_steps=200,
-            schedule="cosine",
-            final_lr_frac=0.1,
-        ),
+        steps=2000,
+        batch_size=512,
+        warmup_steps=200,
     )

@@ -6,35 +6,25 @@ batch 128, lr 2e-4, 40 epochs with cosine decay. Layer norm instead of batch nor
 next-block head trained jointly.
 """
 
+from _pard import PPGNTransformerConfig, pard
+
 from genmodels.models.pard import PardConfig
-from genmodels.nets.ppgn import PPGNTransformerConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 # 1,584,663 MOSES training molecules / batch 128
 STEPS_PER_EPOCH = 12380
 
 
 def config() -> PardConfig:
-    return PardConfig(
+    return pard(
         dataset="moses",
         max_hops=3,
         steps=50,
         net=PPGNTransformerConfig(hidden=256, edge_hidden=64, layers=8, heads=8),
         sample_batch=256,
         eval_nspdk=False,
-        train=TrainConfig(
-            steps=40 * STEPS_PER_EPOCH,
-            batch_size=128,
-            ema_decay=0.999,
-            log_every=100,
-            ckpt_every=5000,
-        ),
-        optim=OptimConfig(
-            lr=2e-4,
-            weight_decay=0.01,
-            decoupled_weight_decay=True,
-            clip_norm=1.0,
-            schedule="cosine",
-            final_lr_frac=0.0,
-        ),
+        train_steps=40 * STEPS_PER_EPOCH,
+        batch_size=128,
+        lr=2e-4,
+        log_every=100,
+        ckpt_every=5000,
     )

@@ -6,34 +6,24 @@ add_transpose, 50 cosine steps per block, uniform noise, VLB + 0.1 CE, batch 128
 batch norm; next-block head trained jointly.
 """
 
+from _pard import PPGNTransformerConfig, pard
+
 from genmodels.models.pard import PardConfig
-from genmodels.nets.ppgn import PPGNTransformerConfig
-from genmodels.train import OptimConfig, TrainConfig
 
 # 224,568 training molecules / batch 128
 STEPS_PER_EPOCH = 1755
 
 
 def config() -> PardConfig:
-    return PardConfig(
+    return pard(
         dataset="zinc250k",
         max_hops=3,
         steps=50,
         net=PPGNTransformerConfig(hidden=256, edge_hidden=64, layers=8, heads=8),
         sample_batch=256,
-        train=TrainConfig(
-            steps=70 * STEPS_PER_EPOCH,
-            batch_size=128,
-            ema_decay=0.999,
-            log_every=100,
-            ckpt_every=2000,
-        ),
-        optim=OptimConfig(
-            lr=4e-4,
-            weight_decay=0.01,
-            decoupled_weight_decay=True,
-            clip_norm=1.0,
-            schedule="cosine",
-            final_lr_frac=0.0,
-        ),
+        train_steps=70 * STEPS_PER_EPOCH,
+        batch_size=128,
+        lr=4e-4,
+        log_every=100,
+        ckpt_every=2000,
     )

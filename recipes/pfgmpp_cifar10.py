@@ -24,6 +24,8 @@ factor that Adam ignores). ``genmodels evaluate`` reports the Inception FID of t
 against the CIFAR-10 test split (the papers use the 50k training images and 50k samples).
 """
 
+from _continuous import EDM, EDM_HEUN
+
 from genmodels.models.pfgmpp import PFGMPPImageConfig
 from genmodels.nets.unet import UNetConfig
 from genmodels.train import OptimConfig, TrainConfig
@@ -40,14 +42,8 @@ def config() -> PFGMPPImageConfig:
         dataset="cifar10",
         net=UNetConfig.ddpmpp_cifar10(),
         D=128.0,
-        sigma_min=0.002,
-        sigma_max=80.0,
-        rho=7.0,
-        sigma_data=0.5,
-        P_mean=-1.2,
-        P_std=1.2,
-        sampler="heun",
-        sample_steps=18,
+        **EDM,
+        **EDM_HEUN,
         sample_batch=500,
         train=TrainConfig(
             steps=STEPS, batch_size=BATCH, ema_decay=EMA_DECAY, log_every=100, ckpt_every=5000

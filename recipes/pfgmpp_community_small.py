@@ -26,35 +26,20 @@ per network (GDSS), EMA 0.999, sampling with the EMA parameters (GDSS samples ge
 graphs with the raw ones).
 """
 
+from _continuous import EDM, EDM_HEUN, graphs_cpu
+
 from genmodels.models.graph_continuous import GraphPFGMPPConfig
-from genmodels.nets.graph import GDSS_NET_CONFIGS
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> GraphPFGMPPConfig:
-    return GraphPFGMPPConfig(
+    return graphs_cpu(
+        GraphPFGMPPConfig,
         dataset="community_small",
-        net=GDSS_NET_CONFIGS["community_small"],
-        time_input=True,
+        net="community_small",
         D=128.0,
-        sigma_min=0.002,
-        sigma_max=80.0,
-        rho=7.0,
-        sigma_data=0.5,
-        P_mean=-1.2,
-        P_std=1.2,
-        sampler="heun",
-        sample_steps=18,
-        sample_use_ema=True,
+        **EDM,
+        **EDM_HEUN,
         sample_batch=128,
-        train=TrainConfig(steps=3000, batch_size=80, ema_decay=0.999, log_every=50, ckpt_every=500),
-        optim=OptimConfig(
-            lr=5e-3,
-            weight_decay=1e-4,
-            warmup_steps=50,
-            schedule="cosine",
-            final_lr_frac=0.1,
-            clip_norm=1.0,
-            clip_per_module=True,
-        ),
+        steps=3000,
+        batch_size=80,
     )

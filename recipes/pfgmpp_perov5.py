@@ -20,11 +20,9 @@ weights, optimizer) with these changes:
   Langevin dynamics (100 steps per level) with the kernel's score instead;
   ``--sampler euler`` first-order ODE steps; ``--steps K`` the number of ODE levels.
 - Length: 2,500 steps at batch 32 (~21 epochs of val.csv, 118 steps each) instead of
-  cdvae_perov5's 8,000, teacher forcing for epochs 0-10 (about half, as there). Speed:
-  the PFGM++ draw (one gamma variate per crystal) costs nothing measurable; side by side
-  on the 2 CPU cores shared with other jobs, 3.1 steps/s (cdvae_perov5: 3.0; both 1.5-1.6
-  when the load average was ~10), so 2,500 steps take ~11 min on idle cores (cdvae_perov5
-  trained at 3.8 steps/s), ~13.5 min at 3.1 steps/s, plus ~0.5-1.5 min of compilation.
+  cdvae_perov5's 8,000, teacher forcing for epochs 0-10 (about half, as there). The
+  PFGM++ draw is one gamma variate per crystal (step times side by side with
+  ``cdvae_perov5`` in ``benchmarks/results/recipes.md``).
 
 Settings and departures inherited from ``cdvae_perov5`` (see its docstring): trains on
 perov_5's ``val.csv`` (no train split here) and is evaluated on ``test.csv``; encoder and

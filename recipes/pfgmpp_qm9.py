@@ -25,46 +25,24 @@ Optimiser for a CPU budget: 1,000 steps of batch 512 (4.2 epochs of the 120,803 
 molecules; GDSS: 300 epochs at batch 1024), Adam lr 5e-3 and L2 weight decay 1e-4
 (GDSS's) with 50 warm-up steps and a cosine decay to 5e-4 (GDSS: exponential decay 0.999
 per epoch), clipping at 1 per network (GDSS), EMA 0.999, sampling with the EMA
-parameters (GDSS samples QM9 with the raw ones).
-
-Measured speed (``genmodels train pfgmpp_qm9``, batch 512, 1 CPU device): 1.1-1.3 steps
-per second on 2 cores shared with other jobs (load average ~8), after about 85 s of
-start-up (loading QM9, compiling); the 1,000 steps take about 13-15 minutes on such cores,
-less on idle ones. Sampling 256 molecules (35 NFE) from the command line took 60 s,
-start-up included.
+parameters (GDSS samples QM9 with the raw ones). Training and sampling times:
+``benchmarks/results/recipes.md``.
 """
 
+from _continuous import EDM, EDM_HEUN, graphs_cpu
+
 from genmodels.models.graph_continuous import GraphPFGMPPConfig
-from genmodels.nets.graph import GDSS_NET_CONFIGS
-from genmodels.train import OptimConfig, TrainConfig
 
 
 def config() -> GraphPFGMPPConfig:
-    return GraphPFGMPPConfig(
+    return graphs_cpu(
+        GraphPFGMPPConfig,
         dataset="qm9",
-        net=GDSS_NET_CONFIGS["QM9"],
-        time_input=True,
+        net="QM9",
         D=128.0,
-        sigma_min=0.002,
-        sigma_max=80.0,
-        rho=7.0,
-        sigma_data=0.5,
-        P_mean=-1.2,
-        P_std=1.2,
-        sampler="heun",
-        sample_steps=18,
-        sample_use_ema=True,
+        **EDM,
+        **EDM_HEUN,
         sample_batch=1024,
-        train=TrainConfig(
-            steps=1000, batch_size=512, ema_decay=0.999, log_every=50, ckpt_every=500
-        ),
-        optim=OptimConfig(
-            lr=5e-3,
-            weight_decay=1e-4,
-            warmup_steps=50,
-            schedule="cosine",
-            final_lr_frac=0.1,
-            clip_norm=1.0,
-            clip_per_module=True,
-        ),
+        steps=1000,
+        batch_size=512,
     )

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["block_partition", "partition_batch"]
+__all__ = ["block_arrays", "block_partition", "partition_batch"]
 
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -264,3 +264,46 @@ def partition_batch(adj: np.ndarray, node_mask: np.ndarray, max_hops: int) -> di
         "num_blocks": num_blocks.astype(np.int32),
         "perm": perm.astype(np.int32),
     }
+
+
+def block_arrays(
+    types: np.ndarray, bonds: np.ndarray, max_hops: int
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Sort graphs into PARD's generation order and attach their blocks.
+
+    Args:
+      types: [M, N] node classes (-1 on padding).
+      bonds: [M, N, N] edge classes (0 = none).
+      max_hops: hops of the weighted degree.
+
+    Returns:
+      ``(arrays, stats)``: ``types``, ``bonds`` (permuted), ``block_id`` [M, N] (-1 on
+      padding), ``block_size`` and ``block_degree`` [M, B]; ``stats`` with
+      ``max_blocks``, ``max_size``, ``max_degree``, ``mean_blocks`` and ``first``
+      (the (size, degree) pairs of the first blocks, with their frequencies).
+    """
+    node_mask = types >= 0
+    part = partition_batch(bonds > 0, node_mask, max_hops)
+    perm = part["perm"]
+    rows = np.arange(len(types))[:, None]
+    t2 = types[rows, perm]
+    b2 = bonds[rows[:, :, None], perm[:, :, None], perm[:, None, :]]
+    bid = part["block_id"]
+    bid_sorted = bid[rows, perm]
+    arrays = {
+        "types": t2.astype(np.int32),
+        "bonds": b2.astype(np.int32),
+        "block_id": bid_sorted.astype(np.int32),
+        "block_size": part["block_size"].astype(np.int32),
+        "block_degree": part["block_degree"].astype(np.int32),
+    }
+    first = np.stack([part["block_size"][:, 0], part["block_degree"][:, 0]], 1)
+    pairs, counts = np.unique(first, axis=0, return_counts=True)
+    stats = {
+        "max_blocks": int(part["num_blocks"].max()),
+        "max_size": int(part["block_size"].max()),
+        "max_degree": int(part["block_degree"].max()),
+        "mean_blocks": float(part["num_blocks"].mean()),
+        "first": (pairs.astype(np.int32), (counts / counts.sum()).astype(np.float32)),
+    }
+    return arrays, stats

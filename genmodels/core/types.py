@@ -17,6 +17,10 @@ import jax
 Array = jax.Array
 State = dict[str, Array]
 Context = Mapping[str, Any]
+#: a process's per-leaf auxiliary outputs of ``corrupt`` (noise, std, target, ...)
+Aux = dict[str, Array]
+#: a padding mask broadcastable to its leaf, or ``None``
+Mask = Array | None
 #: ``field_fn(state, t, ctx) -> dict`` with the same keys as ``state``; ``t`` is [B].
 FieldFn = Callable[[State, Array, Context], State]
 #: ``constrain(state, ctx) -> state``: the domain hook samplers call after every step.

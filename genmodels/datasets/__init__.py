@@ -1,27 +1,12 @@
 """Dataset registry and loaders (lazy imports)."""
 
-from genmodels._lazy import lazy_exports
+from genmodels._lazy import lazy_modules
 
-_TABLE = {
-    "REGISTRY": "registry",
-    "DatasetCard": "registry",
-    "DatasetError": "registry",
-    "FileSpec": "registry",
-    "cache_dir": "registry",
-    "data_dir": "registry",
-    "fetch": "registry",
-    "GRAPH_DATASETS": "graphs",
-    "load_graphs": "graphs",
-    "train_test_split": "graphs",
-    "CRYSTAL_DATASETS": "crystals",
-    "load_crystals": "crystals",
-    "load_mnist": "images",
-    "load_cifar10": "images",
-    "load_image_folder": "images",
-    "load_images": "images",
-    "read_idx": "images",
-    "energy_distance": "toy",
-    "ring_mixture": "toy",
+_MODULES = {
+    "registry": "REGISTRY DatasetCard DatasetError FileSpec cache_dir data_dir fetch",
+    "graphs": "GRAPH_DATASETS load_graphs train_test_split",
+    "crystals": "CRYSTAL_DATASETS load_crystals",
+    "images": "load_mnist load_cifar10 load_image_folder load_images read_idx",
+    "toy": "energy_distance ring_mixture",
 }
-__all__ = sorted(_TABLE)
-__getattr__, __dir__ = lazy_exports(__name__, _TABLE)
+__all__, __getattr__, __dir__ = lazy_modules(__name__, _MODULES)

@@ -438,9 +438,10 @@ def load_qm9(index_offset: int = 1) -> MoleculeDataset:
     csv_path = fetch("qm9", rel)
     with open(fetch("qm9", "graphs/valid_idx_qm9.json")) as f:
         ids = json.load(f)["valid_idxs"]
+    domain = MoleculeDomain(QM9_ATOMS, QM9_MAX_ATOMS)
     return load_molecule_csv(
         csv_path,
-        MoleculeDomain(QM9_ATOMS, QM9_MAX_ATOMS),
+        domain,
         name="qm9",
         test_ids=ids,
         index_offset=index_offset,
@@ -473,13 +474,9 @@ def load_zinc250k(index_offset: int = 1) -> MoleculeDataset:
         ids = json.load(f)
     if not isinstance(ids, list):
         raise DatasetError(f"{split_path}: expected a JSON list of ints")
+    domain, sha = MoleculeDomain(ZINC_ATOMS, ZINC_MAX_ATOMS), _sha("zinc250k", rel)
     return load_molecule_csv(
-        csv_path,
-        MoleculeDomain(ZINC_ATOMS, ZINC_MAX_ATOMS),
-        name="zinc250k",
-        test_ids=ids,
-        index_offset=index_offset,
-        sha256=_sha("zinc250k", rel),
+        csv_path, domain, name="zinc250k", test_ids=ids, index_offset=index_offset, sha256=sha
     )
 
 

@@ -1,23 +1,14 @@
 """Domain adapters between real objects and padded state arrays (lazy imports)."""
 
-from genmodels._lazy import lazy_exports
+from genmodels._lazy import lazy_modules
 
-_TABLE = {
-    "GraphDomain": "graphs",
-    "quantize_adj": "graphs",
-    "read_graph6": "graphs",
-    "write_graph6": "graphs",
-    "symmetrize_upper": "graphs",
-    "node_masks_from_counts": "graphs",
-    "CrystalDomain": "crystals",
-    "lattice_params_to_matrix": "crystals",
-    "radius_graph_pbc": "crystals",
-    "read_cif": "crystals",
-    "write_cif": "crystals",
-    "write_extxyz": "crystals",
-    "read_images_npz": "images",
-    "write_images_npz": "images",
-    "image_grid": "images",
+_MODULES = {
+    "graphs": (
+        "GraphDomain quantize_adj read_graph6 write_graph6 symmetrize_upper node_masks_from_counts"
+    ),
+    "crystals": (
+        "CrystalDomain lattice_params_to_matrix radius_graph_pbc read_cif write_cif write_extxyz"
+    ),
+    "images": "read_images_npz write_images_npz image_grid",
 }
-__all__ = sorted(_TABLE)
-__getattr__, __dir__ = lazy_exports(__name__, _TABLE)
+__all__, __getattr__, __dir__ = lazy_modules(__name__, _MODULES)

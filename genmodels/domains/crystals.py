@@ -27,7 +27,8 @@ three benchmarks (``conf/data/{perov,carbon,mp_20}.yaml``), so those are the def
 ``conf/model/vae.yaml``) with static shapes, inside ``jax.jit``.
 
 Sample files: :func:`write_cif` / :func:`read_cif` (one file with several ``data_``
-blocks) and :func:`write_extxyz`.
+blocks), :func:`write_extxyz`, and compositions one formula a line
+(:func:`write_compositions` / :func:`read_compositions`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Element, Lattice, Structure
 from pymatgen.io.cif import CifParser, CifWriter
 
 from genmodels.core.masks import apply_masks
@@ -52,14 +53,21 @@ __all__ = [
     "CELL_OFFSETS",
     "CrystalArrays",
     "CrystalDomain",
+    "as_composition",
     "canonical_structure",
+    "cart_to_frac",
     "frac_to_cart",
     "lattice_params_to_matrix",
+    "min_image_displacement",
     "min_image_distances",
+    "node_mask",
     "radius_graph_pbc",
     "read_cif",
+    "sample_composition",
+    "read_compositions",
     "wrap_frac",
     "write_cif",
+    "write_compositions",
     "write_extxyz",
 ]
 
@@ -137,6 +145,25 @@ def wrap_frac(frac: Array) -> Array:
     return jnp.where(w >= 1.0, jnp.zeros_like(w), w)
 
 
+def cart_to_frac(cart: Array, mat: Array) -> Array:
+    """Wrapped fractional coordinates ``wrap(cart @ pinv(L))`` (CDVAE
+    ``cart_to_frac_coords``: the pseudo-inverse, then ``% 1``).
+
+    Args:
+      cart: [B, N, 3] Cartesian coordinates.
+      mat: [B, 3, 3] lattice matrices (:func:`lattice_params_to_matrix`).
+
+    Returns:
+      [B, N, 3] in [0, 1).
+    """
+    return wrap_frac(jnp.einsum("bni,bij->bnj", cart, jnp.linalg.pinv(mat)))
+
+
+def node_mask(num_atoms: Array, n: int) -> Array:
+    """[B, n] float32 mask, 1 on the first ``num_atoms`` [B] atoms of each crystal."""
+    return (jnp.arange(n)[None, :] < jnp.asarray(num_atoms)[:, None]).astype(jnp.float32)
+
+
 def _pair_vectors(frac: Array, lattice: Array) -> Array:
     """Displacements ``r_j + n L - r_i`` for all pairs and the 27 cell offsets n.
 
@@ -178,6 +205,29 @@ def min_image_distances(frac: Array, lattice: Array) -> tuple[Array, Array]:
     dist = jnp.take_along_axis(d, k[..., None], axis=-1)[..., 0]
     v = jnp.take_along_axis(vec, k[..., None, None], axis=-2)[..., 0, :]
     return dist, v
+
+
+def min_image_displacement(frac_a: Array, frac_b: Array, lattice: Array) -> Array:
+    """Per-atom shortest periodic displacement from atom ``b`` to atom ``a``.
+
+    ``a - (b + n L)`` over the 27 offsets ``n``, the one of least length (CDVAE
+    ``min_distance_sqr_pbc(..., return_vector=True)``, which returns ``pos1 - (pos2 +
+    offset)``).
+
+    Args:
+      frac_a, frac_b: [B, N, 3] fractional coordinates of the same atoms.
+      lattice: [B, 6] lattice parameters.
+
+    Returns:
+      [B, N, 3] Cartesian displacements (Angstrom).
+    """
+    mat = lattice_params_to_matrix(lattice)  # [B, 3, 3]
+    ca = jnp.einsum("bni,bij->bnj", frac_a, mat)
+    cb = jnp.einsum("bni,bij->bnj", frac_b, mat)
+    shifts = jnp.einsum("ki,bij->bkj", jnp.asarray(CELL_OFFSETS, mat.dtype), mat)  # [B, 27, 3]
+    vec = ca[:, :, None, :] - cb[:, :, None, :] - shifts[:, None, :, :]  # [B, N, 27, 3]
+    k = jnp.argmin(jnp.sum(vec * vec, axis=-1), axis=-1)  # [B, N]
+    return jnp.take_along_axis(vec, k[..., None, None], axis=2)[:, :, 0, :]
 
 
 def radius_graph_pbc(
@@ -249,6 +299,46 @@ def radius_graph_pbc(
         dist = jnp.pad(dist, ((0, 0), (0, 0), (0, pad)))
         sel = jnp.pad(sel, ((0, 0), (0, 0), (0, pad)))
     return {"index": j, "offset": off, "vector": v, "distance": dist, "mask": sel}
+
+
+def sample_composition(key: Array, probs: Array, num_atoms: Array, max_atoms: int) -> Array:
+    """Atom types that follow a predicted composition exactly where rounding allows.
+
+    CDVAE ``sample_composition``: per crystal, ``c_k = round(p_k N)`` atoms of type ``k``;
+    if that gives fewer than ``N`` atoms, the rest are drawn with replacement from the
+    leftover ``max(p_k - c_k / N, 0)``; the list is shuffled and its first ``N`` kept
+    (which also trims a rounding excess). Static shapes: a buffer of ``max_atoms +
+    num_types`` slots always holds the list (``sum_k round(p_k N) <= N + K/2``).
+
+    Args:
+      key: PRNG key.
+      probs: [B, K] composition probabilities.
+      num_atoms: [B] atom counts in 1..max_atoms.
+      max_atoms: padding size N.
+
+    Returns:
+      [B, max_atoms] int32 type classes, 0 on padding.
+    """
+    b, k = probs.shape
+    slots = max_atoms + k
+    pos = jnp.arange(slots)
+
+    def one(key, p, n):
+        kl, kp = jax.random.split(key)
+        nf = n.astype(jnp.float32)
+        counts = jnp.round(p * nf).astype(jnp.int32)  # [K], half to even as torch.round
+        total = jnp.sum(counts)
+        rounded = jnp.searchsorted(jnp.cumsum(counts), pos, side="right")  # [S]
+        left = jnp.maximum(p - counts / nf, 0.0)
+        logits = jnp.where(left > 0, jnp.log(jnp.where(left > 0, left, 1.0)), -jnp.inf)
+        extra = jax.random.categorical(kl, logits, shape=(slots,))  # [S]
+        seq = jnp.where(pos < total, rounded, extra)
+        valid = pos < jnp.maximum(total, n)
+        u = jnp.where(valid, jax.random.uniform(kp, (slots,)), 2.0)
+        out = seq[jnp.argsort(u)][:max_atoms]
+        return jnp.where(jnp.arange(max_atoms) < n, out, 0).astype(jnp.int32)
+
+    return jax.vmap(one)(jax.random.split(key, b), probs, num_atoms.astype(jnp.int32))
 
 
 # ------------------------------------------------------------------------ structures <-> arrays
@@ -365,10 +455,6 @@ class CrystalArrays:
         )
 
 
-def _node_mask(num_atoms: Array, max_atoms: int) -> Array:
-    return (jnp.arange(max_atoms)[None, :] < jnp.asarray(num_atoms)[:, None]).astype(jnp.float32)
-
-
 @dataclass(frozen=True)
 class CrystalDomain:
     """Adapter between pymatgen structures and the padded crystal state.
@@ -399,7 +485,7 @@ class CrystalDomain:
           "types": [B, N, 1] or [B, N]}}``.
         """
         num_atoms = jnp.asarray(num_atoms).astype(jnp.int32)
-        m = _node_mask(num_atoms, self.max_atoms)  # [B, N]
+        m = node_mask(num_atoms, self.max_atoms)  # [B, N]
         tmask = m[..., None] if self.one_hot_types else m
         return {
             "num_atoms": num_atoms,
@@ -685,3 +771,60 @@ def write_extxyz(structures: Iterable[Structure | None], path: str | Path) -> Pa
     path = Path(path)
     path.write_text("\n".join(lines) + ("\n" if lines else ""))
     return path
+
+
+# ----------------------------------------------------------------------------- compositions
+
+
+def as_composition(obj: Composition | Structure | str) -> Composition:
+    """A composition with whole, positive atom counts of real elements.
+
+    Args:
+      obj: a composition, a structure (its sites) or a formula string.
+
+    Returns:
+      The :class:`~pymatgen.core.Composition` (element amounts, oxidation states dropped).
+
+    Raises:
+      ValueError: an unparsable formula, no atoms, a non-integer count, or a symbol that
+        is no element (pymatgen reads ``Xx`` as a dummy species).
+    """
+    if isinstance(obj, Structure):
+        obj = obj.composition
+    comp = (Composition(obj) if isinstance(obj, str) else obj).element_composition
+    if len(comp) == 0 or comp.num_atoms <= 0:
+        raise ValueError(f"empty composition {str(obj)!r}")
+    for el, amt in comp.items():
+        if not isinstance(el, Element):
+            raise ValueError(f"{el} is not a chemical element")
+        if amt <= 0 or abs(amt - round(amt)) > 1e-6:
+            raise ValueError(f"{el} has a non-integer or non-positive count {amt}")
+    return comp
+
+
+def write_compositions(comps: Iterable[Composition | Structure | str], path: str | Path) -> Path:
+    """One composition per line as ``Composition.formula`` (``Ca1 Ti1 O3``)."""
+    path = Path(path)
+    path.write_text("".join(as_composition(c).formula + "\n" for c in comps))
+    return path
+
+
+def read_compositions(path: str | Path) -> list[Composition]:
+    """The compositions of a file written by :func:`write_compositions`.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: a line that is empty or not a whole-number composition of elements;
+        the message names the file and the line number.
+    """
+    path = Path(path)
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text:
+            raise ValueError(f"{path}:{i}: empty line (expected one composition per line)")
+        try:
+            out.append(as_composition(text))
+        except Exception as e:  # pymatgen raises ValueError and others on a bad formula
+            raise ValueError(f"{path}:{i}: cannot read composition {text!r}: {e}") from e
+    return out

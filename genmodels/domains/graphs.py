@@ -39,11 +39,15 @@ from genmodels.core.types import Array, Context, State
 
 __all__ = [
     "GraphDomain",
+    "corrupt_graph",
     "degree_one_hot",
+    "dense_to_pairs",
     "graphs_to_adjacency",
     "node_masks_from_counts",
+    "pairs_to_dense",
     "quantize_adj",
     "read_graph6",
+    "symmetric_noise",
     "symmetrize_upper",
     "write_graph6",
 ]
@@ -354,3 +358,70 @@ def read_graph6(path: str | Path) -> list[nx.Graph | None]:
         except (nx.NetworkXError, ValueError, IndexError) as e:
             raise ValueError(f"{path}:{lineno}: not a graph6 line ({e})") from e
     return out
+
+
+def symmetric_noise(key: Array, shape: tuple[int, ...]) -> Array:
+    """Symmetric standard normal noise with a zero diagonal (GDSS ``gen_noise(sym=True)``).
+
+    Args:
+      key: PRNG key.
+      shape: ``(..., N, N)``.
+
+    Returns:
+      ``z + z^T`` with ``z`` the strict upper triangle of a standard normal draw.
+    """
+    z = jnp.triu(jax.random.normal(key, shape), 1)
+    return z + jnp.swapaxes(z, -1, -2)
+
+
+def dense_to_pairs(a: Array) -> Array:
+    """The strict upper triangle of [B, N, N] as [B, P] (``numpy.triu_indices(N, 1)``)."""
+    iu, ju = np.triu_indices(a.shape[-1], 1)
+    return a[..., iu, ju]
+
+
+def pairs_to_dense(p: Array, n: int, diag: int = 0) -> Array:
+    """Symmetric [B, N, N] matrices from their upper-triangle pairs [B, P].
+
+    Args:
+      p: [B, P] values of the pairs ``i < j`` (numpy or jax).
+      n: N.
+      diag: value on the diagonal.
+
+    Returns:
+      [B, N, N] with ``out[i, j] = out[j, i] = p[pair(i, j)]``.
+    """
+    iu, ju = np.triu_indices(n, 1)
+    idx = np.full((n, n), len(iu))  # the diagonal reads the extra slot
+    idx[iu, ju] = idx[ju, iu] = np.arange(len(iu))
+    xp = jnp if isinstance(p, jax.Array) else np
+    full = xp.concatenate([p, xp.full((*p.shape[:-1], 1), diag, p.dtype)], axis=-1)
+    return full[..., idx.reshape(-1)].reshape(*p.shape[:-1], n, n)
+
+
+def corrupt_graph(processes, key: Array, x0: State, t: Array, ctx: Context):
+    """Each leaf's forward kernel at the shared noise levels ``t`` [B], on real entries.
+
+    ``x`` is corrupted under its node mask; ``adj`` under the mask of the strict upper
+    triangle of real node pairs, then mirrored, so its noise is symmetric with a zero
+    diagonal (GDSS ``gen_noise(sym=True)``) and the kernel's dimension is the number of
+    free entries ``n (n - 1) / 2``. ``aux`` arrays shaped like ``adj`` (noise, a flow's
+    target ``eps - x_0``) are mirrored the same way.
+
+    Args:
+      processes: ``{"x": process, "adj": process}`` (``corrupt(key, x0, t, mask)``).
+      key: PRNG key.
+      x0: ``{"x": [B, N, F], "adj": [B, N, N]}`` clean state (symmetric ``adj``).
+      t: [B] noise levels (PFGM++ sigma or flow time).
+      ctx: ``{"masks": graph_masks(node_mask), ...}``.
+
+    Returns:
+      ``(xt, aux)``: the corrupted state (padding zero) and each leaf's ``aux``.
+    """
+    masks = ctx["masks"]
+    kx, ka = jax.random.split(key)
+    xt_x, aux_x = processes["x"].corrupt(kx, x0["x"], t, mask=masks["x"])
+    upper = jnp.triu(masks["adj"], 1)  # [B, N, N]
+    xt_a, aux_a = processes["adj"].corrupt(ka, x0["adj"], t, mask=upper)
+    aux_a = {k: symmetrize_upper(v) if jnp.shape(v) == xt_a.shape else v for k, v in aux_a.items()}
+    return {"x": xt_x, "adj": symmetrize_upper(xt_a)}, {"x": aux_x, "adj": aux_a}

@@ -1,31 +1,18 @@
 """Evaluation metrics following the reference evaluations (lazy imports)."""
 
-from genmodels._lazy import lazy_exports
+from genmodels._lazy import lazy_modules
 
-_TABLE = {
-    "graph_mmd": "graphs",
-    "degree_mmd": "graphs",
-    "clustering_mmd": "graphs",
-    "orbit_mmd": "graphs",
-    "spectral_mmd": "graphs",
-    "compute_mmd": "graphs",
-    "gaussian_emd": "graphs",
-    "gaussian_tv": "graphs",
-    "gaussian": "graphs",
-    "orbit_counts": "orbits",
-    "generation_metrics": "crystals",
-    "reconstruction_metrics": "crystals",
-    "structure_validity": "crystals",
-    "composition_validity": "crystals",
-    "image_metrics": "images",
-    "fid": "images",
-    "fid_classifier": "images",
-    "frechet_distance": "frechet",
-    "feature_stats": "images",
-    "inception_features": "images",
-    "classifier_features": "images",
-    "reference_stats": "images",
-    "train_classifier": "images",
+_MODULES = {
+    "graphs": (
+        "graph_mmd degree_mmd clustering_mmd orbit_mmd spectral_mmd compute_mmd "
+        "gaussian_emd gaussian_tv gaussian"
+    ),
+    "orbits": "orbit_counts",
+    "crystals": "generation_metrics reconstruction_metrics structure_validity composition_validity",
+    "images": (
+        "image_metrics fid fid_classifier feature_stats inception_features "
+        "classifier_features reference_stats train_classifier"
+    ),
+    "frechet": "frechet_distance",
 }
-__all__ = sorted(_TABLE)
-__getattr__, __dir__ = lazy_exports(__name__, _TABLE)
+__all__, __getattr__, __dir__ = lazy_modules(__name__, _MODULES)

@@ -14,7 +14,9 @@ Definitions follow CDVAE's evaluation (``scripts/eval_utils.py`` and
 - Wasserstein distances between the densities and between the numbers of elements of the
   valid generated crystals and the test crystals (``GenEval``);
 - reconstruction match rate and mean RMS distance with pymatgen
-  ``StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)`` (``RecEval``).
+  ``StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)`` (``RecEval``);
+- for generated compositions alone (:func:`composition_metrics`): SMACT validity, the
+  element-count Wasserstein distance and the total variation of the element mix.
 
 matminer (fingerprints) is imported only inside the functions that need it: its import
 takes seconds and pulls in many packages.
@@ -28,7 +30,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -43,9 +45,12 @@ from tqdm.auto import tqdm
 __all__ = [
     "COV_CUTOFFS",
     "composition_fingerprint",
+    "composition_metrics",
     "composition_validity",
     "coverage",
     "density_wdist",
+    "element_counts",
+    "entropy",
     "fingerprints",
     "generation_metrics",
     "nelem_wdist",
@@ -53,6 +58,7 @@ __all__ = [
     "reconstruction_metrics",
     "structure_fingerprint",
     "structure_validity",
+    "total_variation",
 ]
 
 #: Coverage cutoffs per dataset, from CDVAE ``scripts/compute_metrics.py`` ``COV_Cutoffs``
@@ -718,21 +724,95 @@ def density_wdist(pred: Sequence[Structure], gt: Sequence[Structure]) -> float:
     return float(wasserstein_distance([s.density for s in pred], [s.density for s in gt]))
 
 
-def nelem_wdist(pred: Sequence[Structure], gt: Sequence[Structure]) -> float:
+def _num_elements(x: Structure | Composition) -> int:
+    return len(set(x.species)) if isinstance(x, Structure) else len(x.elements)
+
+
+def nelem_wdist(
+    pred: Sequence[Structure | Composition], gt: Sequence[Structure | Composition]
+) -> float:
     """1-Wasserstein distance between the numbers of distinct elements per crystal.
 
     Args:
-      pred: generated crystals (CDVAE uses the valid ones).
-      gt: test crystals.
+      pred: generated crystals or compositions (CDVAE uses the valid ones).
+      gt: test crystals or compositions.
 
     Returns:
       ``scipy.stats.wasserstein_distance``; NaN if a set is empty.
     """
     if len(pred) == 0 or len(gt) == 0:
         return float("nan")
-    n_pred = [len(set(s.species)) for s in pred]
-    n_gt = [len(set(s.species)) for s in gt]
-    return float(wasserstein_distance(n_pred, n_gt))
+    return float(
+        wasserstein_distance([_num_elements(s) for s in pred], [_num_elements(s) for s in gt])
+    )
+
+
+# ------------------------------------------------------------------- compositions only
+
+
+def total_variation(p: np.ndarray | Mapping, q: np.ndarray | Mapping) -> float:
+    """``1/2 sum_k |p_k - q_k|`` of two histograms, each normalized here.
+
+    Args:
+      p, q: counts as equal-length arrays, or as dicts (a missing key counts 0).
+    """
+    if isinstance(p, Mapping):
+        keys = sorted(set(p) | set(q))
+        p, q = [p.get(k, 0.0) for k in keys], [q.get(k, 0.0) for k in keys]
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
+
+
+def entropy(p: np.ndarray) -> float:
+    """Shannon entropy (nats) of a histogram (normalized here; zero bins skipped)."""
+    p = np.asarray(p, np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def element_counts(comps: Sequence[Composition]) -> dict[str, float]:
+    """Atoms of each element summed over compositions (the atom-weighted element mix)."""
+    out: dict[str, float] = {}
+    for c in comps:
+        for el, amt in c.items():
+            out[el.symbol] = out.get(el.symbol, 0.0) + amt
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _valid_reduced(formula: str) -> bool:
+    return bool(composition_validity(Composition(formula)))
+
+
+def composition_metrics(
+    samples: Sequence[Composition], reference: Sequence[Composition], train_formulas: set[str]
+) -> dict[str, float]:
+    """Metrics of generated compositions against reference ones.
+
+    Args:
+      samples: generated compositions (non-empty).
+      reference: the reference split's compositions.
+      train_formulas: reduced formulas of the training split (novelty).
+
+    Returns:
+      ``comp_validity`` (CDVAE's SMACT check, cached per reduced formula), ``nelem_wdist``
+      over all samples and ``nelem_wdist_valid`` over the valid ones (CDVAE's ``GenEval``),
+      ``element_tv`` (:func:`total_variation` of :func:`element_counts`), ``uniqueness``
+      (distinct reduced formulas / num), ``novelty`` (reduced formula not in training),
+      ``num`` and ``num_valid``.
+    """
+    valid = np.array([_valid_reduced(c.reduced_composition.formula) for c in samples], bool)
+    reduced = [c.reduced_formula for c in samples]
+    return {
+        "comp_validity": float(valid.mean()),
+        "nelem_wdist": nelem_wdist(samples, reference),
+        "nelem_wdist_valid": nelem_wdist([c for c, ok in zip(samples, valid) if ok], reference),
+        "element_tv": total_variation(element_counts(samples), element_counts(reference)),
+        "uniqueness": len(set(reduced)) / len(samples),
+        "novelty": float(np.mean([r not in train_formulas for r in reduced])),
+        "num": float(len(samples)),
+        "num_valid": float(valid.sum()),
+    }
 
 
 # ----------------------------------------------------------------------------- top level

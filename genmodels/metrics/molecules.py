@@ -440,30 +440,26 @@ def _cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
 
 
+def _count_similarity(counts, smiles, ref, ref_counts) -> float:
+    """Cosine similarity of ``counts(smiles)`` to ``counts(ref)`` or given ``ref_counts``."""
+    if (ref is None) == (ref_counts is None):
+        raise ValueError("give exactly one of ref and ref_counts")
+    return _cosine(counts(smiles), counts(ref) if ref_counts is None else ref_counts)
+
+
 def fragment_similarity(
     smiles: Sequence[str | Chem.Mol | None],
     ref: Sequence[str | Chem.Mol] | None = None,
     ref_counts: Mapping[str, float] | None = None,
 ) -> float:
     """MOSES Frag: cosine similarity of BRICS fragment counts (samples vs reference)."""
-    if (ref is None) == (ref_counts is None):
-        raise ValueError("give exactly one of ref and ref_counts")
-    return _cosine(
-        fragment_counts(smiles), fragment_counts(ref) if ref_counts is None else ref_counts
-    )
+    return _count_similarity(fragment_counts, smiles, ref, ref_counts)
 
 
-def scaffold_similarity(
-    smiles: Sequence[str | Chem.Mol | None],
-    ref: Sequence[str | Chem.Mol] | None = None,
-    ref_counts: Mapping[str, float] | None = None,
-) -> float:
-    """MOSES Scaf: cosine similarity of Bemis-Murcko scaffold counts (samples vs reference)."""
-    if (ref is None) == (ref_counts is None):
-        raise ValueError("give exactly one of ref and ref_counts")
-    return _cosine(
-        scaffold_counts(smiles), scaffold_counts(ref) if ref_counts is None else ref_counts
-    )
+def scaffold_similarity(smiles, ref=None, ref_counts=None) -> float:
+    """MOSES Scaf: cosine similarity of Bemis-Murcko scaffold counts (samples vs reference;
+    arguments as :func:`fragment_similarity`)."""
+    return _count_similarity(scaffold_counts, smiles, ref, ref_counts)
 
 
 #: MOSES's medicinal-chemistry filters (molecularsets/moses ``moses/metrics/mcf.csv``, MIT

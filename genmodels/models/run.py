@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jax
 from flax import nnx
 
 from genmodels.train.loop import load_model, train
+
+if TYPE_CHECKING:
+    from genmodels.recipes import RecipeInfo
+
+
+@runtime_checkable
+class InitFromWorkdir(Protocol):
+    """A method whose training starts from another model's parameters and keeps
+    artefacts in the run folder (BOSS straightening: the teacher's weights, its grids)."""
+
+    def init_train_model(self, key: jax.Array, workdir: Path | None) -> nnx.Module: ...
+
+
+@runtime_checkable
+class UsesCheckpointDir(Protocol):
+    """A method that reads sampler artefacts next to its parameters (BOSS time grids);
+    :func:`load_recipe_model` sets the folder."""
+
+    checkpoint_dir: Path | None
+
+
+@runtime_checkable
+class HasArtefacts(Protocol):
+    """A method whose run folder holds files that travel with an export (file names)."""
+
+    artefacts: tuple[str, ...]
 
 
 def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = None):
@@ -26,9 +53,7 @@ def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = No
 
         tcfg = dataclasses.replace(tcfg, progress=progress)
     key = jax.random.PRNGKey(tcfg.seed)
-    if hasattr(method, "init_train_model"):
-        # methods that start from another model's parameters and keep artefacts in the run
-        # folder (BOSS straightening: the teacher's weights and boss_grids.json)
+    if isinstance(method, InitFromWorkdir):
         model = method.init_train_model(key, Path(workdir))
     else:
         model = method.init_model(key)
@@ -50,10 +75,70 @@ def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool | None =
     # initialization, which costs a compile per parameter shape)
     model = nnx.eval_shape(lambda: method.init_model(jax.random.PRNGKey(config.train.seed)))
     model, meta = load_model(model, checkpoint, ema=ema)
-    if hasattr(method, "checkpoint_dir"):
-        # methods that keep sampler artefacts next to the parameters (BOSS time grids)
+    if isinstance(method, UsesCheckpointDir):
         method.checkpoint_dir = Path(checkpoint)
     return method, model, meta
+
+
+def resolve_checkpoint(info: RecipeInfo, checkpoint: str | Path = "pretrained") -> Path:
+    """The folder of ``checkpoint``: ``"pretrained"`` is the recipe's shipped model
+    (``recipes/pretrained/<recipe>``), anything else a training run or export folder.
+
+    Args:
+      info: the recipe (:func:`genmodels.recipes.load_recipe` returns it).
+
+    Raises:
+      FileNotFoundError: the recipe ships no pretrained model, or no such folder.
+    """
+    if str(checkpoint) == "pretrained":
+        if not info.has_pretrained:
+            raise FileNotFoundError(
+                f"recipe {info.name!r} ships no pretrained model (looked in "
+                f"{info.pretrained_dir}); train one with `genmodels train {info.name} "
+                "--workdir DIR` and pass DIR as the checkpoint"
+            )
+        return info.pretrained_dir
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no checkpoint folder {folder} (recipe {info.name!r})")
+    return folder
+
+
+def load_pretrained(
+    recipe: str,
+    checkpoint: str | Path = "pretrained",
+    *,
+    overrides: dict[str, Any] | None = None,
+    ema: bool | None = None,
+) -> tuple[Any, Any, nnx.Module, dict]:
+    """Load a recipe's model: its shipped pretrained model, a run folder, or fresh weights.
+
+    Args:
+      recipe: the recipe name.
+      checkpoint: ``"pretrained"`` (the recipe's shipped folder), a training run or export
+        folder, or ``"init"`` (fresh parameters from ``init_model(PRNGKey(0))``).
+      overrides: config fields replaced before building (``dataclasses.replace``).
+      ema: as :func:`load_recipe_model`.
+
+    Returns:
+      ``(config, method, model, meta)``; ``meta`` is the checkpoint's record (empty for
+      ``"init"``).
+
+    Raises:
+      RecipeError: unknown recipe.
+      FileNotFoundError: no pretrained model shipped, or no such checkpoint folder.
+    """
+    from genmodels.recipes import load_recipe
+
+    config, info = load_recipe(recipe)
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    if str(checkpoint) == "init":
+        method = config.build()
+        return config, method, nnx.jit(method.init_model)(jax.random.PRNGKey(0)), {}
+    folder = resolve_checkpoint(info, checkpoint)
+    method, model, meta = load_recipe_model(config, folder, ema=ema)
+    return config, method, model, meta
 
 
 def sample_recipe(
@@ -127,7 +212,7 @@ def export_recipe(
     # sampler artefacts kept next to the parameters (BOSS time grids) travel with them
     run = Path(checkpoint)
     run = run.parent if run.name == "checkpoints" else run
-    for name in getattr(method, "artefacts", ()):
+    for name in method.artefacts if isinstance(method, HasArtefacts) else ():
         if (run / name).is_file():
             shutil.copy2(run / name, Path(dest) / name)
     return folder

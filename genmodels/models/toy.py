@@ -1,9 +1,10 @@
 """The toy method: flow matching on a 2-D ring of Gaussians with a small MLP.
 
 It exercises every piece of the engine end to end in about a minute on a CPU: a shared
-process (:class:`~genmodels.processes.flow.LinearFlow`), a shared sampler
-(:func:`~genmodels.samplers.ode.euler_sample`), the training loop, checkpoints and the
-command line. Samples are ``.npz`` files with key ``samples`` [N, 2] plus a PNG scatter.
+process (:class:`~genmodels.processes.flow.LinearFlow`), the sampler registry (any
+``flow`` entry: ``euler``, ``heun``, ``ode``; ``boss`` with ``grid=``) through the
+:class:`~genmodels.models.runner.Runner`, the training loop, checkpoints and the command
+line. Samples are ``.npz`` files with key ``samples`` [N, 2] plus a PNG scatter.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from genmodels.core.grids import uniform_grid
+from genmodels.core.types import identity_constrain
 from genmodels.datasets.toy import energy_distance, ring_mixture
-from genmodels.models.base import split_model
+from genmodels.models.runner import Runner, batch_sharded_constrain, resolve_sampler, sampler_names
 from genmodels.nets.mlp import TimeMLP
 from genmodels.processes.flow import LinearFlow
-from genmodels.samplers.ode import euler_sample
+from genmodels.samplers.registry import run_sampler
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import FunctionLoader
 
@@ -34,7 +35,8 @@ class ToyConfig:
     Attributes:
       modes, radius, std: the ring of Gaussians (data density).
       hidden, depth: MLP size.
-      sample_steps: default Euler steps when sampling.
+      sampler: default sampler (a registry name).
+      sample_steps: default steps when sampling.
       eval_size: held-out data points drawn for ``evaluate``.
     """
 
@@ -43,6 +45,7 @@ class ToyConfig:
     std: float = 0.15
     hidden: int = 128
     depth: int = 3
+    sampler: str = "euler"
     sample_steps: int = 100
     eval_size: int = 2000
     train: TrainConfig = field(
@@ -63,13 +66,15 @@ class ToyConfig:
 class ToyMethod:
     """Flow matching on :func:`~genmodels.datasets.toy.ring_mixture`."""
 
-    samplers = ("euler",)
     sample_suffix = ".npz"
 
     def __init__(self, config: ToyConfig):
         self.config = config
         self.data = ring_mixture(config.modes, config.radius, config.std)
         self.process = LinearFlow()
+        self.processes = {"x": self.process}
+        self.samplers = sampler_names(self.processes, config.sampler)
+        self.runner = Runner()
 
     def init_model(self, key: jax.Array) -> nnx.Module:
         c = self.config
@@ -101,28 +106,38 @@ class ToyMethod:
         *,
         sampler: str | None = None,
         steps: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = True,
         **options: Any,
     ) -> np.ndarray:
-        if sampler not in (None, "euler"):
-            raise ValueError(f"toy supports samplers {self.samplers}, not {sampler!r}")
-        steps = steps or self.config.sample_steps
-        graphdef, params, rest = split_model(model)
+        """``num`` points [num, 2] (one round of ``num`` unless ``batch_size``);
+        ``options``: the sampler's (``boss``: ``grid``, which fixes the steps)."""
+        if options.get("grid") is not None:
+            options["grid"] = tuple(float(t) for t in options["grid"])
+            steps = steps or len(options["grid"]) - 1
+        name, steps, opts = resolve_sampler(self.processes, sampler, steps, self.config, **options)
+        batch, procs = batch_size or max(num, 1), self.processes
 
-        @jax.jit
-        def run(params, key):
-            net = nnx.merge(graphdef, params, rest)
-            field_fn = lambda s, t, ctx: {"x": net(s["x"], t)}  # noqa: E731
-            out, _ = euler_sample(
-                field_fn,
-                {"x": self.process},
+        def body(net, key, mesh):
+            field = lambda s, t, ctx: {"x": net(s["x"], t)}  # noqa: E731
+            hook = batch_sharded_constrain(identity_constrain, mesh)
+            shapes = {"x": (batch, 2)}
+            out, _ = run_sampler(
+                name,
+                field,
+                procs,
                 {},
                 key,
-                shapes={"x": (num, 2)},
-                grid=uniform_grid(steps),
+                shapes=shapes,
+                steps=steps,
+                options=opts,
+                constrain=hook,
             )
             return out["x"]
 
-        return np.asarray(run(params, key))
+        fn = self.runner.compile(model, batch, (name, steps, opts), body)
+        parts = list(Runner.rounds(num, batch, key, lambda k, r: fn(k), progress=progress))
+        return np.concatenate(parts)[:num] if parts else np.zeros((0, 2), np.float32)
 
     def write_samples(self, samples: np.ndarray, path: Path) -> None:
         path = Path(path)

@@ -34,6 +34,7 @@ Initialisation follows the PyTorch reference: GCN weights Glorot-uniform with ze
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = [
     "AttentionLayer",
     "DenseGCNConv",
     "GDSSNetConfig",
+    "GraphFieldNet",
     "ScoreNetworkA",
     "ScoreNetworkX",
     "pow_tensor",
@@ -675,6 +677,50 @@ class GDSSNetConfig:
             conv=self.conv,
             rngs=rngs,
         )
+
+
+class GraphFieldNet(nnx.Module):
+    """GDSS's two networks as one field ``(state, label, ctx) -> {"x", "adj"}``.
+
+    GDSS's networks take no time input; here the noise label (a flow's ``t``, EDM's
+    ``c_noise``) is appended to the node features as one more channel on the real nodes
+    (``time_input``; off: GDSS's time-free networks), so both read ``F + 1`` channels and
+    ScoreNetworkX's extra output channel is dropped. Submodules ``x`` (ScoreNetworkX) and
+    ``adj`` (ScoreNetworkA), as GDSS's (per-module gradient clipping keys on them).
+
+    Args:
+      net: GDSS network sizes.
+      time_input: append the label as a node channel.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, net: GDSSNetConfig, time_input: bool = True, *, rngs: nnx.Rngs):
+        self.num_feat = net.max_feat_num
+        self.time_input = bool(time_input)
+        wide = dataclasses.replace(net, max_feat_num=net.max_feat_num + 1) if time_input else net
+        self.x = wide.make_x(rngs)
+        self.adj = wide.make_adj(rngs)
+
+    def __call__(self, state: dict, label: Array, ctx: dict, *, train: bool = False, rngs=None):
+        """Args:
+          state: ``{"x": [B, N, F], "adj": [B, N, N]}`` (symmetric ``adj``).
+          label: [B] (or scalar) noise label, ignored without ``time_input``.
+          ctx: ``{"node_mask": [B, N], ...}``.
+          train, rngs: unused (no dropout).
+
+        Returns:
+          ``{"x": [B, N, F], "adj": [B, N, N]}``, zero on padding, ``adj`` symmetric with
+          a zero diagonal.
+        """
+        del train, rngs
+        x, adj, node_mask = state["x"], state["adj"], ctx["node_mask"]
+        h = x
+        if self.time_input:
+            lab = jnp.broadcast_to(jnp.asarray(label, jnp.float32).reshape(-1), x.shape[:1])
+            lab = lab.astype(x.dtype).reshape(-1, 1, 1) * node_mask[..., None]  # [B, N, 1]
+            h = jnp.concatenate([x, lab.astype(x.dtype)], -1)  # [B, N, F + 1]
+        out_x = self.x(h, adj, node_mask)[..., : self.num_feat]  # [B, N, F]
+        return {"x": out_x, "adj": self.adj(h, adj, node_mask)}
 
 
 #: Sizes from harryjo97/GDSS ``config/community_small.yaml``, ``ego_small.yaml``,

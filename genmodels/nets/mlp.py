@@ -1,5 +1,6 @@
 """MLPs: a time-conditioned one for low-dimensional data (the toy recipe, closed-form
-studies) and the two-layer SiLU block of the graph transformers' feed-forward parts."""
+studies), the two-layer SiLU block of the graph transformers' feed-forward parts and
+CDVAE's ReLU heads."""
 
 from __future__ import annotations
 
@@ -63,3 +64,28 @@ class SiLUMLP(nnx.Module):
     def __call__(self, x: Array) -> Array:
         # x [..., din] -> [..., dout]
         return self.l2(jax.nn.silu(self.l1(x)))
+
+
+class ReLUMLP(nnx.Module):
+    """``Linear-ReLU``, ``(Linear-ReLU) x (layers - 1)``, ``Linear`` (CDVAE ``build_mlp``).
+
+    Parameters live under ``hidden.<i>`` and ``out`` (CDVAE checkpoints rely on the names).
+
+    Args:
+      din, hidden, dout: input, hidden and output widths.
+      layers: hidden ``Linear-ReLU`` layers (at least 1).
+      rngs: parameter initialization keys.
+    """
+
+    def __init__(self, din: int, hidden: int, layers: int, dout: int, *, rngs: nnx.Rngs):
+        self.hidden = nnx.List(
+            [nnx.Linear(din, hidden, rngs=rngs)]
+            + [nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(layers - 1)]
+        )
+        self.out = nnx.Linear(hidden, dout, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        # x [..., din] -> [..., dout]
+        for lin in self.hidden:
+            x = jax.nn.relu(lin(x))
+        return self.out(x)

@@ -53,19 +53,24 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from genmodels.nets.embed import sinusoidal_embedding
 from genmodels.nets.mlp import SiLUMLP
 
 Array = jax.Array
 
 __all__ = [
     "PPGNBlock",
+    "PardNet",
     "PPGNTransformer",
     "PPGNTransformerConfig",
     "PPGNTransformerLayer",
     "causal_block_mask",
     "edge_mask_from_causal",
+    "parallel_outputs",
+    "prefix_pool",
 ]
 
 # Logit of a masked key: finite (a fully masked row stays NaN-free), exp() underflows to 0.
@@ -296,3 +301,189 @@ class PPGNTransformerConfig:
             transformer_only=self.transformer_only,
             rngs=rngs,
         )
+
+
+# ------------------------------------------------------------------ PARD's network
+
+# relative block offsets on edges are clipped to [-_REL, _REL]
+_REL = 8
+
+
+class PardNet(nnx.Module):
+    """The PARD denoiser and next-block head (Zhao et al., NeurIPS 2024).
+
+    Node features are embeddings of the node class, absolute block id, block degree,
+    virtual flag and (on virtual nodes only) the step ``t``; edge features embed the edge
+    class, the relative block offset and the (virtual, virtual) pair type; both go through
+    the block-causal :class:`PPGNTransformer`. The next-block head reads the mean real-node
+    features of the blocks generated so far and predicts the next block's size
+    (``0`` = stop) and, given the size, its degree.
+
+    Args:
+      net: PPGN-transformer sizes.
+      num_node_classes, num_edge_classes: K_node, K_edge (edge class 0 = no edge).
+      max_blocks: largest block id embedded (larger ids share the last row).
+      max_size: largest block size the head can predict.
+      max_degree: largest block degree.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        net: PPGNTransformerConfig,
+        num_node_classes: int,
+        num_edge_classes: int,
+        max_blocks: int,
+        max_size: int,
+        max_degree: int,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        c, ce = net.hidden, net.edge_hidden
+        self.max_blocks, self.max_size, self.max_degree = max_blocks, max_size, max_degree
+        self.node_embed = nnx.Embed(num_node_classes, c, rngs=rngs)
+        self.edge_embed = nnx.Embed(num_edge_classes, ce, rngs=rngs)
+        self.block_embed = nnx.Embed(max_blocks + 1, c, rngs=rngs)
+        self.degree_embed = nnx.Embed(max_degree + 1, c, rngs=rngs)
+        self.virtual_embed = nnx.Embed(2, c, rngs=rngs)
+        self.rel_embed = nnx.Embed(2 * _REL + 1, ce, rngs=rngs)
+        self.pair_embed = nnx.Embed(4, ce, rngs=rngs)
+        self.time_mlp = SiLUMLP(c, c, c, rngs=rngs)
+        self.body = net.make(rngs)
+        self.node_out = SiLUMLP(c, c, num_node_classes, rngs=rngs)
+        self.edge_out = SiLUMLP(ce, ce, num_edge_classes, rngs=rngs)
+        self.size_head = SiLUMLP(c + 1, c, max_size + 1, rngs=rngs)
+        self.size_embed = nnx.Embed(max_size + 1, c, rngs=rngs)
+        self.degree_head = SiLUMLP(c + 1, c, max_degree + 1, rngs=rngs)
+
+    def features(
+        self,
+        nodes: Array,
+        edges: Array,
+        block_id: Array,
+        virtual: Array,
+        degree: Array,
+        t: Array,
+        steps: int,
+    ) -> tuple[Array, Array, Array]:
+        """Node and edge features of a (partially virtual) graph.
+
+        Args:
+          nodes: [B, M] node classes; edges: [B, M, M] edge classes.
+          block_id: [B, M] block of each node (-1: absent).
+          virtual: [B, M] bool, the nodes being denoised.
+          degree: [B, M] the degree of each node's block.
+          t: [B] diffusion steps (read on virtual nodes only).
+          steps: T (times enter as ``t / T``).
+
+        Returns:
+          ``(h [B, M, C], e [B, M, M, Ce], edge_mask [B, M, M])``.
+        """
+        present = block_id >= 0
+        causal = causal_block_mask(block_id, virtual)  # [B, M, M]
+        edge_mask = causal | jnp.swapaxes(causal, -1, -2)
+        bid = jnp.clip(block_id, 0, self.max_blocks)
+        temb = self.time_mlp(sinusoidal_embedding(t / steps * 1000.0, self.node_embed.features))
+        h = (
+            self.node_embed(nodes)
+            + self.block_embed(bid)
+            + self.degree_embed(jnp.clip(degree, 0, self.max_degree))
+            + self.virtual_embed(virtual.astype(jnp.int32))
+            + virtual[..., None] * temb[:, None, :]
+        )
+        h = h * present[..., None]
+        rel = jnp.clip(bid[:, :, None] - bid[:, None, :], -_REL, _REL) + _REL
+        pair = 2 * virtual[:, :, None].astype(jnp.int32) + virtual[:, None, :].astype(jnp.int32)
+        e = self.edge_embed(edges) + self.rel_embed(rel) + self.pair_embed(pair)
+        e = e * edge_mask[..., None]
+        h, e = self.body(h, e, edge_mask, causal)
+        return h, e, edge_mask
+
+    def denoise(self, h: Array, e: Array) -> tuple[Array, Array]:
+        """Clean-class logits: nodes [B, M, K_node], symmetric edges [B, M, M, K_edge]."""
+        es = 0.5 * (e + jnp.swapaxes(e, 1, 2))
+        return self.node_out(h), self.edge_out(es)
+
+    def next_size_logits(self, pooled: Array, count: Array) -> Array:
+        """[..., max_size + 1] logits of the next block's size from pooled real features."""
+        return self.size_head(jnp.concatenate([pooled, count[..., None]], -1))
+
+    def next_degree_logits(self, pooled: Array, count: Array, size: Array) -> Array:
+        """[..., max_degree + 1] logits of the next block's degree given its size."""
+        z = pooled + self.size_embed(jnp.clip(size, 0, self.max_size))
+        return self.degree_head(jnp.concatenate([z, count[..., None]], -1))
+
+
+def parallel_outputs(
+    model: PardNet,
+    x0: Array,
+    xt: Array,
+    e0: Array,
+    et: Array,
+    block_id: Array,
+    block_degree: Array,
+    t: Array,
+    steps: int,
+) -> tuple[Array, Array, Array]:
+    """The denoising logits of every block in one pass over the doubled graph.
+
+    Nodes ``0..N-1`` are the clean (real) graph, nodes ``N..2N-1`` its noised (virtual)
+    copy; the virtual copy of block ``b`` sees its own block and the real blocks ``< b``
+    (:func:`~genmodels.nets.ppgn.causal_block_mask`), so its outputs equal those of a
+    sequential pass over the real blocks ``< b`` plus the noised block ``b``.
+
+    Args:
+      model: the network.
+      x0, xt: [B, N] clean and noised node classes.
+      e0, et: [B, N, N] clean and noised edge classes (symmetric).
+      block_id: [B, N] blocks (-1: padding); block_degree: [B, Bm].
+      t: [B] steps; steps: T.
+
+    Returns:
+      ``(node_logits [B, N, K_node], edge_logits [B, P, K_edge], h_real [B, N, C])``:
+      each node's and each pair's logits from the block that generates it (a pair belongs
+      to the later of its two blocks), and the real nodes' features.
+    """
+    n = x0.shape[1]
+    node_mask = block_id >= 0
+    bi, bj = block_id[:, :, None], block_id[:, None, :]
+    vv = jnp.where(bi == bj, et, 0)
+    vr = jnp.where(bj < bi, et, 0)  # virtual i -> real j of an earlier block
+    edges2 = jnp.concatenate(
+        [jnp.concatenate([e0, jnp.swapaxes(vr, 1, 2)], 2), jnp.concatenate([vr, vv], 2)], 1
+    )  # [B, 2N, 2N]
+    nodes2 = jnp.concatenate([x0, xt], 1)
+    bid2 = jnp.concatenate([block_id, block_id], 1)
+    virt2 = jnp.concatenate([jnp.zeros_like(node_mask), node_mask], 1)
+    deg_node = jnp.take_along_axis(block_degree, jnp.maximum(block_id, 0), 1) * node_mask
+    deg2 = jnp.concatenate([deg_node, deg_node], 1)
+    h, e, _ = model.features(nodes2, edges2, bid2, virt2, deg2, t, steps)
+    node_logits = model.node_out(h[:, n:])
+    e_vv = e[:, n:, n:]
+    cross = 0.5 * (e[:, n:, :n] + jnp.swapaxes(e[:, :n, n:], 1, 2))  # (virtual i, real j)
+    same = 0.5 * (e_vv + jnp.swapaxes(e_vv, 1, 2))
+    pair = jnp.where(
+        (bi == bj)[..., None],
+        same,
+        jnp.where((bj < bi)[..., None], cross, jnp.swapaxes(cross, 1, 2)),
+    )
+    iu, ju = np.triu_indices(n, 1)
+    edge_logits = model.edge_out(pair)[:, iu, ju]  # the strict upper triangle, [B, P, K]
+    return node_logits, edge_logits, h[:, :n]
+
+
+def prefix_pool(h: Array, block_id: Array, num_blocks: int) -> tuple[Array, Array]:
+    """Mean real-node features of every prefix ``blocks <= b`` and its node fraction.
+
+    Args:
+      h: [B, N, C] real-node features; block_id: [B, N] (-1: padding).
+      num_blocks: Bm.
+
+    Returns:
+      ``(pooled [B, Bm, C], count [B, Bm])`` with ``count`` = prefix nodes / N.
+    """
+    n = h.shape[1]
+    onehot = jax.nn.one_hot(block_id, num_blocks) * (block_id >= 0)[..., None]  # [B, N, Bm]
+    sums = jnp.cumsum(jnp.einsum("bnk,bnc->bkc", onehot, h), axis=1)
+    counts = jnp.cumsum(jnp.sum(onehot, 1), axis=1)  # [B, Bm]
+    return sums / jnp.maximum(counts, 1.0)[..., None], counts / n

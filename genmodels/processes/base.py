@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from genmodels.core.masks import apply_masks, get_mask
 from genmodels.core.random import split_like
-from genmodels.core.types import Array, Context, State
+from genmodels.core.types import Array, Aux, Context, Mask, State
 
 
 class Process(Protocol):
@@ -34,18 +34,10 @@ class Process(Protocol):
 
     def prior(self, key: Array, shape: tuple[int, ...], mask: Array | None = None) -> Array: ...
 
-    def corrupt(
-        self, key: Array, x0: Array, t: Array, mask: Array | None = None
-    ) -> tuple[Array, dict[str, Array]]: ...
+    def corrupt(self, key: Array, x0: Array, t: Array, mask: Mask = None) -> tuple[Array, Aux]: ...
 
     def loss(
-        self,
-        pred: Array,
-        x0: Array,
-        xt: Array,
-        t: Array,
-        aux: dict[str, Array],
-        mask: Array | None = None,
+        self, pred: Array, x0: Array, xt: Array, t: Array, aux: Aux, mask: Mask = None
     ) -> Array: ...
 
 

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from genmodels.core.types import Array
+from genmodels.core.types import Array, Aux, Mask
 
 __all__ = ["DiscreteDiffusion"]
 
@@ -74,6 +75,8 @@ class DiscreteDiffusion:
     cosine_offset: float = 0.008
     noise: tuple[float, ...] | None = None
     ce_coeff: float = 0.1
+    #: process kind for the sampler registry
+    kind: ClassVar[str] = "discrete"
 
     def __post_init__(self):
         if self.schedule not in ("cosine", "linear"):
@@ -111,9 +114,7 @@ class DiscreteDiffusion:
         x = jax.random.categorical(key, jnp.log(self.m), shape=shape).astype(jnp.int32)
         return x if mask is None else jnp.where(mask > 0, x, 0)
 
-    def corrupt(
-        self, key: Array, x0: Array, t: Array, mask: Array | None = None
-    ) -> tuple[Array, dict[str, Array]]:
+    def corrupt(self, key: Array, x0: Array, t: Array, mask: Mask = None) -> tuple[Array, Aux]:
         """``x_t ~ q(x_t | x_0)`` of (1) at per-example steps ``t`` [B].
 
         Args:

@@ -24,6 +24,7 @@ the ``[B, B]`` cost matrix per call, negligible next to a network evaluation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ import numpy as np
 import scipy.optimize
 
 from genmodels.core.masks import masked_mean
-from genmodels.core.types import Array
+from genmodels.core.types import Array, Aux, Mask
 from genmodels.processes.base import uniform_times
 
 
@@ -119,6 +120,24 @@ class LinearFlow:
 
     ot_coupling: bool = False
     t_eps: float = 1e-3
+    #: process kind for the sampler registry
+    kind: ClassVar[str] = "flow"
+
+    def ode_drift(self, velocity: Array, x: Array, t: Array) -> Array:
+        """``dx/dt = v(x, t)``: the network's velocity is the ODE drift."""
+        del x, t
+        return velocity
+
+    def ode_time(self, t: Array) -> Array:
+        """The network's time at ODE time ``t`` (the same)."""
+        return t
+
+    def ode_span(self, eps: float) -> tuple[float, float]:
+        """``(1, eps)``: from the N(0, I) prior at ``t = 1`` towards the data at ``t = 0``,
+        stopping at ``eps`` (an adaptive solver need not resolve ``t -> 0``, where the
+        velocity of a sharp data distribution becomes stiff; what is left is noise of
+        scale ``eps``)."""
+        return (1.0, float(eps))
 
     def marginal_coefs(self, t: Array) -> tuple[Array, Array]:
         """``(a_t, s_t) = (1 - t, t)`` so that ``x_t = a_t x_0 + s_t eps``."""
@@ -134,9 +153,7 @@ class LinearFlow:
         z = jax.random.normal(key, shape, jnp.float32)
         return z if mask is None else jnp.where(mask > 0, z, 0.0)
 
-    def corrupt(
-        self, key: Array, x0: Array, t: Array, mask: Array | None = None
-    ) -> tuple[Array, dict[str, Array]]:
+    def corrupt(self, key: Array, x0: Array, t: Array, mask: Mask = None) -> tuple[Array, Aux]:
         """Point on the straight path between ``x0`` and fresh (optionally OT-paired) noise.
 
         Args:
@@ -159,13 +176,7 @@ class LinearFlow:
         return xt, {"noise": eps, "target": eps - x0}
 
     def loss(
-        self,
-        pred: Array,
-        x0: Array,
-        xt: Array,
-        t: Array,
-        aux: dict[str, Array],
-        mask: Array | None = None,
+        self, pred: Array, x0: Array, xt: Array, t: Array, aux: Aux, mask: Mask = None
     ) -> Array:
         """Flow-matching loss: masked mean of ``(pred - (eps - x0))^2`` per example.
 

@@ -21,6 +21,7 @@ of NCSN's eq. 5 per example). A model whose network outputs CDVAE's ``d`` divide
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +51,8 @@ class NoiseLevels:
     sigma_end: float = 0.01
     num_levels: int = 50
     reduce_mean: bool = True
+    #: process kind for the sampler registry
+    kind: ClassVar[str] = "levels"
 
     @property
     def sigmas(self) -> Array:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 
-from genmodels.core.types import Array
+from genmodels.core.types import Array, Aux, Mask
 
 
 def _bcast(t: Array, like: Array) -> Array:
@@ -113,6 +114,8 @@ class MaskedDiffusion:
     vocab_size: int
     schedule: LinearSchedule | CosineSchedule = field(default_factory=LinearSchedule)
     t_eps: float = 1e-4
+    #: process kind for the sampler registry
+    kind: ClassVar[str] = "masked"
 
     @property
     def mask_id(self) -> int:
@@ -145,9 +148,7 @@ class MaskedDiffusion:
             return x
         return jnp.where(jnp.broadcast_to(mask, shape) > 0, x, 0)
 
-    def corrupt(
-        self, key: Array, x0: Array, t: Array, mask: Array | None = None
-    ) -> tuple[Array, dict[str, Array]]:
+    def corrupt(self, key: Array, x0: Array, t: Array, mask: Mask = None) -> tuple[Array, Aux]:
         """Mask each unpadded token independently with probability ``1 - alpha(t)``.
 
         Args:
@@ -177,13 +178,7 @@ class MaskedDiffusion:
         return -self.schedule.alpha_prime(tc) / self.schedule.mask_prob(tc)
 
     def loss(
-        self,
-        pred: Array,
-        x0: Array,
-        xt: Array,
-        t: Array,
-        aux: dict[str, Array],
-        mask: Array | None = None,
+        self, pred: Array, x0: Array, xt: Array, t: Array, aux: Aux, mask: Mask = None
     ) -> Array:
         """Continuous-time NELBO of MDLM / MD4 (module docstring), summed over tokens.
 

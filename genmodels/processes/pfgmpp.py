@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,8 @@ import numpy as np
 import scipy.special
 
 from genmodels.core.masks import masked_mean
-from genmodels.core.types import Array
+from genmodels.core.types import Array, Aux, Context, Mask, State
+from genmodels.processes.sde import VESDE
 
 
 def _bcast(v: Array, x: Array) -> Array:
@@ -250,6 +251,24 @@ class PFGMPP:
     P_mean: float = -1.2
     P_std: float = 1.2
     rho: float = 7.0
+    #: process kind for the sampler registry
+    kind: ClassVar[str] = "pfgmpp"
+
+    def ode_drift(self, denoised: Array, x: Array, u: Array) -> Array:
+        """The backward ODE in ``u = ln sigma``: ``dx/du = sigma dx/dsigma = x - D(x; sigma)``
+        (Karras et al. 2022, eq. 4 with sigma(t) = t; PFGM++'s ODE in its aligned form).
+        Log-sigma time spreads fixed steps over the decades of noise. Returns [B, ...]."""
+        del u
+        return x - denoised
+
+    def ode_time(self, u: Array) -> Array:
+        """The network's noise level ``sigma = exp(u)`` at ODE time ``u``."""
+        return jnp.exp(u)
+
+    def ode_span(self, eps: float) -> tuple[float, float]:
+        """``(ln sigma_max, ln sigma_min)``: the ODE runs over the sampling noise range."""
+        del eps
+        return (math.log(self.sigma_max), math.log(self.sigma_min))
 
     @classmethod
     def from_settings(cls, settings: Any) -> PFGMPP:
@@ -292,6 +311,28 @@ class PFGMPP:
         c_skip, c_out, _, _ = self.precondition(sigma)
         return _bcast(c_skip, x) * x + _bcast(c_out, x) * raw
 
+    def denoise_state(
+        self, raw_fn: Callable[[State, Array], State], state: State, sigma: Array
+    ) -> State:
+        """EDM's preconditioned denoiser of every leaf (Karras et al. 2022, Table 1).
+
+        ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)`` per leaf, with one network
+        ``raw_fn`` reading all scaled leaves at once.
+
+        Args:
+          raw_fn: ``(scaled state, c_noise [B]) -> raw outputs F`` (same keys).
+          state: noisy leaves, batch first.
+          sigma: [B] (or scalar) noise levels.
+
+        Returns:
+          The denoised leaves.
+        """
+        first = next(iter(state.values()))
+        sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32).reshape(-1), first.shape[:1])
+        _, _, c_in, c_noise = self.precondition(sigma)  # [B] each
+        raw = raw_fn({k: _bcast(c_in, x) * x for k, x in state.items()}, c_noise)
+        return {k: self.denoised(raw[k], x, sigma) for k, x in state.items()}
+
     def loss_weight(self, sigma: Array) -> Array:
         """``lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2`` (EDM Table 1)."""
         sigma = jnp.asarray(sigma, jnp.float32)
@@ -310,9 +351,7 @@ class PFGMPP:
         """The PFGM++ prior at ``sigma_max`` (``rand_beta_prime`` in Newbeeer/pfgmpp)."""
         return self.prior_at(key, shape, self.sigma_max, mask)
 
-    def corrupt(
-        self, key: Array, x0: Array, t: Array, mask: Array | None = None
-    ) -> tuple[Array, dict[str, Array]]:
+    def corrupt(self, key: Array, x0: Array, t: Array, mask: Mask = None) -> tuple[Array, Aux]:
         """Perturb ``x0`` with the PFGM++ kernel at noise levels ``t = sigma`` [B].
 
         Returns:
@@ -323,13 +362,7 @@ class PFGMPP:
         return x, {"sigma": sigma, "noise": noise}
 
     def loss(
-        self,
-        pred: Array,
-        x0: Array,
-        xt: Array,
-        t: Array,
-        aux: dict[str, Array],
-        mask: Array | None = None,
+        self, pred: Array, x0: Array, xt: Array, t: Array, aux: Aux, mask: Mask = None
     ) -> Array:
         """EDM loss ``lambda(sigma) * mean (D(x; sigma) - x0)^2`` over real entries.
 
@@ -352,3 +385,60 @@ class PFGMPP:
     def exact_denoiser(self, points: Array, weights: Array) -> Callable[[Array, Array], Array]:
         """:func:`exact_denoiser` with this process's ``D``."""
         return exact_denoiser(points, weights, self.D)
+
+
+# ------------------------------------------------------------ EDM as a score SDE
+
+
+def edm_ve_sde(process: PFGMPP, steps: int) -> VESDE:
+    """The variance-exploding SDE whose marginals are EDM's kernel (PFGM++ at D = inf).
+
+    ``dx = g(t) dw`` with ``sigma(t) = sigma_min (sigma_max / sigma_min)^t`` and
+    ``g(t)^2 = d sigma^2 / dt`` (Song et al. 2021, eq. 30), so ``x_t | y ~ N(y, sigma(t)^2
+    I)``: EDM's perturbation at ``sigma(t)`` (Karras et al. 2022 write the same family as
+    ``dx = sqrt(2 sigma' sigma) dw``). The prior is ``N(0, sigma_max^2 I)``. The schedule
+    is geometric because the shared PC samplers step uniformly in ``t`` and the
+    reverse-diffusion predictor uses the SMLD table of ``steps`` geometric levels.
+
+    Args:
+      process: the PFGM++ process (``D = inf``).
+      steps: the sampler's number of steps (the SMLD table size ``N``).
+
+    Returns:
+      A :class:`~genmodels.processes.sde.VESDE`.
+
+    Raises:
+      ValueError: finite ``D`` (its kernel is a Student-t: no diffusion SDE has it as
+        marginals; PFGM++ samples with its ODE).
+    """
+    if not math.isinf(process.D):
+        raise ValueError(
+            f"PFGM++ with D = {process.D:g} has no diffusion SDE (its kernel is a Student-t); "
+            "sample it with its ODE (heun, euler, ode) or set D to inf (EDM)"
+        )
+    return VESDE(
+        sigma_min=process.sigma_min, sigma_max=process.sigma_max, N=steps, prior_scale=None
+    )
+
+
+def edm_score_fn(
+    denoiser: Callable[[State, Array, Context], State], sde: VESDE
+) -> Callable[[State, Array, Context], State]:
+    """The score of a denoiser on the VE SDE's time axis: Tweedie's formula for the kernel
+    ``N(y, sigma^2 I)``, ``s(x, sigma) = (D(x; sigma) - x) / sigma^2`` (Karras et al. 2022,
+    eq. 3) at ``sigma = sigma(t)``.
+
+    Args:
+      denoiser: ``(state, sigma [B], ctx) -> state`` of denoised leaves.
+      sde: the :func:`edm_ve_sde`.
+
+    Returns:
+      ``score_fn(state, t [B], ctx) -> state`` (the PC samplers' score).
+    """
+
+    def score_fn(state: State, t: Array, ctx: Context) -> State:
+        sigma = sde.sigma(jnp.asarray(t, jnp.float32))  # [B]
+        d = denoiser(state, sigma, ctx)
+        return {k: (d[k] - x) / _bcast(sigma**2, x) for k, x in state.items()}
+
+    return score_fn

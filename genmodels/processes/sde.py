@@ -26,7 +26,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from genmodels.core.types import Array
+from genmodels.core.types import Array, Aux, Mask
 
 
 def _bcast(v: Array, x: Array) -> Array:
@@ -83,6 +83,8 @@ class _AffineSDE:
 
     #: end time of every SDE here (the beta/sigma schedules are written for T = 1)
     T: ClassVar[float] = 1.0
+    #: process kind for the sampler registry
+    kind: ClassVar[str] = "sde"
     N: int
     reduce_mean: bool
 
@@ -121,9 +123,7 @@ class _AffineSDE:
         n = jnp.sum(m, axis=axes)
         return -0.5 * n * jnp.log(2 * jnp.pi * sd**2) - jnp.sum(m * z**2, axis=axes) / (2 * sd**2)
 
-    def corrupt(
-        self, key: Array, x0: Array, t: Array, mask: Array | None = None
-    ) -> tuple[Array, dict[str, Array]]:
+    def corrupt(self, key: Array, x0: Array, t: Array, mask: Mask = None) -> tuple[Array, Aux]:
         """Draw ``x_t = a(t) x_0 + s(t) z`` with masked noise (padding stays 0).
 
         Args:
@@ -141,13 +141,7 @@ class _AffineSDE:
         return xt, {"noise": z, "std": std}
 
     def loss(
-        self,
-        pred: Array,
-        x0: Array,
-        xt: Array,
-        t: Array,
-        aux: dict[str, Array],
-        mask: Array | None = None,
+        self, pred: Array, x0: Array, xt: Array, t: Array, aux: Aux, mask: Mask = None
     ) -> Array:
         """Denoising score matching (Song et al. 2021, eq. 7, ``lambda = s(t)^2``).
 
@@ -186,6 +180,19 @@ class _AffineSDE:
         drift = drift - _bcast(g, x) ** 2 * score * (0.5 if probability_flow else 1.0)
         return drift, (jnp.zeros_like(g) if probability_flow else g)
 
+    def ode_drift(self, score: Array, x: Array, t: Array) -> Array:
+        """Probability-flow ODE drift ``f(x, t) - g(t)^2 / 2 * score`` (Song et al. 2021,
+        eq. 13). Args: score, x [B, ...]; t [B]. Returns [B, ...]."""
+        return self.reverse_sde(x, t, score, probability_flow=True)[0]
+
+    def ode_time(self, t: Array) -> Array:
+        """The network's time at ODE time ``t`` (the same)."""
+        return t
+
+    def ode_span(self, eps: float) -> tuple[float, float]:
+        """``(T, eps)``: the probability-flow ODE runs from the prior to ``eps``."""
+        return (self.T, float(eps))
+
     def discretize(self, x: Array, t: Array) -> tuple[Array, Array]:
         """Euler-Maruyama discretization ``x_{i+1} = x_i + f_i + G_i z`` with ``dt = T/N``.
 
@@ -204,8 +211,22 @@ class _AffineSDE:
         return jnp.ones_like(jnp.asarray(t, jnp.float32))
 
 
+class _LinearBeta:
+    """``beta(t) = beta_min + t (beta_max - beta_min)`` of the VP and sub-VP SDEs."""
+
+    beta_min: float
+    beta_max: float
+
+    def beta(self, t: Array) -> Array:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def log_mean_coeff(self, t: Array) -> Array:
+        """``log a(t) = -1/4 t^2 (beta_max - beta_min) - 1/2 t beta_min``."""
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+
 @dataclass(frozen=True)
-class VPSDE(_AffineSDE):
+class VPSDE(_LinearBeta, _AffineSDE):
     """Variance preserving SDE ``dx = -beta(t)/2 x dt + sqrt(beta(t)) dw`` (Song et al.
     2021, Sec. 3.4), ``beta(t) = beta_min + t (beta_max - beta_min)``, ``T = 1``.
 
@@ -219,13 +240,6 @@ class VPSDE(_AffineSDE):
     beta_max: float = 20.0
     N: int = 1000
     reduce_mean: bool = False
-
-    def beta(self, t: Array) -> Array:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def log_mean_coeff(self, t: Array) -> Array:
-        """``log a(t) = -1/4 t^2 (beta_max - beta_min) - 1/2 t beta_min``."""
-        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
 
     def marginal_coefs(self, t: Array) -> tuple[Array, Array]:
         """``a(t) = exp(log_mean_coeff)``, ``s(t) = sqrt(1 - a^2)``. Returns [B], [B]."""
@@ -272,7 +286,7 @@ class VPSDE(_AffineSDE):
 
 
 @dataclass(frozen=True)
-class subVPSDE(_AffineSDE):  # noqa: N801 - the paper's and score_sde's name
+class subVPSDE(_LinearBeta, _AffineSDE):  # noqa: N801 - the paper's and score_sde's name
     """sub-VP SDE ``dx = -beta/2 x dt + sqrt(beta (1 - exp(-2 int_0^t beta))) dw``
     (Song et al. 2021, Sec. 3.4). Same mean as VP, ``s(t) = 1 - a(t)^2``.
 
@@ -286,16 +300,9 @@ class subVPSDE(_AffineSDE):  # noqa: N801 - the paper's and score_sde's name
     N: int = 1000
     reduce_mean: bool = False
 
-    def beta(self, t: Array) -> Array:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
-
-    def log_mean_coeff(self, t: Array) -> Array:
-        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
-
     def marginal_coefs(self, t: Array) -> tuple[Array, Array]:
         """``a(t)`` as VP, ``s(t) = 1 - a(t)^2``. Returns [B], [B]."""
-        t = jnp.asarray(t, jnp.float32)
-        lmc = self.log_mean_coeff(t)
+        lmc = self.log_mean_coeff(jnp.asarray(t, jnp.float32))
         return jnp.exp(lmc), -jnp.expm1(2.0 * lmc)
 
     def sde(self, x: Array, t: Array) -> tuple[Array, Array]:

@@ -21,20 +21,34 @@ Inside a block, :func:`discrete_denoise` draws the masked entries from the prior
 the masks are never changed. The loop over blocks is a ``lax.while_loop`` that stops once
 every graph is done or ``max_blocks`` blocks were drawn, so one jit serves every batch.
 Categorical draws are float64-grade by default (:func:`genmodels.core.precision.categorical`).
+
+:func:`slot_block_sample` is PARD's instance: blocks are contiguous runs of node slots of
+a graph state ``{"nodes": [B, N], "edges": [B, P]}`` (``P`` = the pairs ``i < j``), and a
+``head_fn`` callback (the network's next-block head) draws each next block's size and
+degree. :func:`one_block_sample` is the registry's ``blockwise`` entry for any discrete
+process: the whole state as one block.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genmodels.core.precision import categorical
-from genmodels.core.types import Array, Context, State
+from genmodels.core.types import Array, ConstrainFn, Context, State
 
-__all__ = ["blockwise_sample", "discrete_denoise"]
+__all__ = [
+    "blockwise_sample",
+    "discrete_denoise",
+    "one_block_sample",
+    "slot_block_sample",
+    "with_steps",
+]
 
 LogitsFn = Callable[[State, Array, Context], State]
 
@@ -48,6 +62,7 @@ def discrete_denoise(
     *,
     steps: int | None = None,
     precision=jnp.float64,
+    constrain: ConstrainFn | None = None,
 ) -> tuple[State, Array]:
     """Draw the entries under ``ctx["masks"]`` by ancestral sampling; keep the others.
 
@@ -64,6 +79,7 @@ def discrete_denoise(
       key: PRNG key.
       steps: T (default: the processes').
       precision: dtype of the categorical draws.
+      constrain: optional domain hook applied after every step.
 
     Returns:
       ``(state, nfe)``: the new state and the number of network calls (``T``).
@@ -95,7 +111,7 @@ def discrete_denoise(
             probs = proc.reverse_probs(p0, x[name], tt, tt - 1)
             new = categorical(lkeys[j], jnp.log(jnp.maximum(probs, 1e-30)), precision=precision)
             out[name] = jnp.where(masks[name] > 0, new, x[name]).astype(jnp.int32)
-        return out, None
+        return (out if constrain is None else constrain(out, ctx)), None
 
     x, _ = jax.lax.scan(step, x, (jnp.arange(steps), jax.random.split(ks, steps)))
     return x, jnp.asarray(steps, jnp.int32)
@@ -160,3 +176,158 @@ def blockwise_sample(
         cond, body, (state, ctx, key, jnp.zeros((), jnp.int32), info0)
     )
     return state, ctx, info
+
+
+def with_steps(processes: Mapping[str, Any], steps: int) -> dict[str, Any]:
+    """The processes with ``steps`` steps (their schedules are defined on ``t / T``)."""
+    return {
+        k: p if p.steps == steps else dataclasses.replace(p, steps=steps)
+        for k, p in processes.items()
+    }
+
+
+def one_block_sample(
+    model_fn: LogitsFn,
+    processes: Mapping[str, Any],
+    ctx: Context,
+    key: Array,
+    *,
+    shapes: Mapping[str, tuple[int, ...]],
+    steps: int,
+    precision=jnp.float64,
+    constrain: ConstrainFn | None = None,
+) -> tuple[State, dict[str, Array]]:
+    """Ancestral sampling of a whole state as one block (the registry's ``blockwise``).
+
+    Args:
+      model_fn: ``(state, t [B], ctx) -> {leaf: logits [..., K]}``.
+      processes: leaf -> discrete process.
+      ctx: context; ``ctx["masks"][leaf]`` (1 = generate) defaults to every entry.
+      key: PRNG key.
+      shapes: leaf -> shape (batch first).
+      steps: T.
+      precision: dtype of the categorical draws.
+      constrain: the domain hook, applied after every step.
+
+    Returns:
+      ``(state, {"nfe"})``.
+    """
+    ones = {k: jnp.ones(s, jnp.float32) for k, s in shapes.items()}
+    ctx = {**ctx, "masks": ctx.get("masks", ones)}
+    state = {k: jnp.zeros(s, jnp.int32) for k, s in shapes.items()}
+    procs = with_steps(processes, steps)
+    state, nfe = discrete_denoise(
+        model_fn, procs, state, ctx, key, precision=precision, constrain=constrain
+    )
+    return state, {"nfe": nfe}
+
+
+def slot_block_sample(
+    denoise_fn: LogitsFn,
+    head_fn: Callable[[State, Context], tuple[Array, Callable[[Array], Array]]],
+    processes: Mapping[str, Any],
+    key: Array,
+    *,
+    batch: int,
+    slots: int,
+    first: tuple[Array, Array],
+    precision=jnp.float64,
+    shard: Callable[[Any], Any] = lambda tree: tree,
+) -> tuple[State, Context, dict[str, Array]]:
+    """PARD's sampler: blocks of contiguous node slots, sizes drawn by a head.
+
+    Block ``b`` takes the next ``size`` free slots; its nodes and its pairs (inside the
+    block and to every earlier node) are drawn by :func:`discrete_denoise`, then
+    ``head_fn`` gives the next block's size (``0`` = stop) and degree. Sizes are drawn
+    among those that fit the free slots, so ``info["overflow"]`` (a graph that hit the
+    ``N``-slot cap) stays false.
+
+    Args:
+      denoise_fn: ``(state, t [B], ctx) -> {"nodes": [B, N, K_n], "edges": [B, P, K_e]}``
+        logits; ``ctx`` holds ``block_id`` [B, N] (-1: no node yet), ``virtual`` [B, N]
+        (the block being drawn) and ``degree`` [B, N] (each node's block degree).
+      head_fn: ``(state, ctx) -> (size_logits [B, S], degree_logits)`` on the finished
+        blocks (``ctx["virtual"]`` all false, ``ctx["n_done"]`` [B] the nodes so far);
+        ``degree_logits(size [B]) -> [B, D]``.
+      processes: ``{"nodes", "edges"}`` discrete processes (their steps are used).
+      key: PRNG key: ``split(key)`` gives the first block's draw and the block loop's.
+      batch: B; slots: N.
+      first: ``(pairs [F, 2], logp [F])``: the first block's (size, degree) pairs and their
+        log-probabilities.
+      precision: dtype of the categorical draws.
+      shard: applied to the initial ``(state, ctx)`` (a batch-sharding constraint).
+
+    Returns:
+      ``(state, ctx, info)``: int32 classes in slot order, ``ctx["block_id"]``, and
+      ``info`` with ``blocks`` [B], ``overflow`` [B] and ``nfe``.
+    """
+    n = slots
+    iu, ju = np.triu_indices(n, 1)
+    pairs, logp = first
+    k0, ks = jax.random.split(key)
+    first = pairs[jax.random.categorical(k0, logp, shape=(batch,))]  # [B, 2]
+    state = {
+        "nodes": jnp.zeros((batch, n), jnp.int32),
+        "edges": jnp.zeros((batch, len(iu)), jnp.int32),
+    }
+    ctx = {
+        "block_id": jnp.full((batch, n), -1, jnp.int32),
+        "virtual": jnp.zeros((batch, n), bool),
+        "degree": jnp.zeros((batch, n), jnp.int32),
+        "next_size": first[:, 0],
+        "next_degree": first[:, 1],
+        "n_done": jnp.zeros((batch,), jnp.int32),
+        "done": jnp.zeros((batch,), bool),
+        "overflow": jnp.zeros((batch,), bool),
+        "masks": {
+            "nodes": jnp.zeros((batch, n), jnp.float32),
+            "edges": jnp.zeros((batch, len(iu)), jnp.float32),
+        },
+    }
+    state, ctx = shard((state, ctx))
+
+    def open_block(state, ctx, b):
+        slot = jnp.arange(n)[None, :]
+        start = ctx["n_done"][:, None]
+        size = jnp.where(ctx["done"], 0, ctx["next_size"])[:, None]
+        new = (slot >= start) & (slot < start + size)  # [B, N]
+        overflow = ctx["overflow"] | (ctx["n_done"] + size[:, 0] > n)
+        bid = jnp.where(new, b, ctx["block_id"])
+        deg = jnp.where(new, ctx["next_degree"][:, None], ctx["degree"])
+        real = bid >= 0
+        pm = new[:, :, None] & (real[:, None, :] | new[:, None, :])
+        pm = pm | jnp.swapaxes(pm, 1, 2)
+        masks = {"nodes": new.astype(jnp.float32), "edges": pm[:, iu, ju].astype(jnp.float32)}
+        ctx = dict(ctx, block_id=bid, virtual=new, degree=deg, masks=masks, overflow=overflow)
+        return state, ctx
+
+    def close_block(state, ctx, key):
+        n_done = jnp.sum(ctx["block_id"] >= 0, 1).astype(jnp.int32)
+        ctx = dict(ctx, virtual=jnp.zeros_like(ctx["virtual"]), n_done=n_done)
+        size_logits, degree_logits = head_fn(state, ctx)
+        kz, kd = jax.random.split(key)
+        fits = jnp.arange(size_logits.shape[-1])[None, :] <= (n - n_done)[:, None]
+        size = categorical(kz, jnp.where(fits, size_logits, -jnp.inf), precision=precision)
+        deg = categorical(kd, degree_logits(size), precision=precision)
+        done = (size == 0) | (n_done >= n)
+        overflow = ctx["overflow"] | ((n_done >= n) & (size > 0))
+        ctx = dict(
+            ctx,
+            next_size=size.astype(jnp.int32),
+            next_degree=deg.astype(jnp.int32),
+            overflow=overflow,
+        )
+        return state, ctx, done
+
+    state, ctx, info = blockwise_sample(
+        denoise_fn,
+        processes,
+        state,
+        ctx,
+        ks,
+        open_block=open_block,
+        close_block=close_block,
+        max_blocks=n,
+        precision=precision,
+    )
+    return state, ctx, dict(info, overflow=ctx["overflow"])

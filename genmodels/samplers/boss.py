@@ -23,16 +23,29 @@ Nguyen et al., "Bellman Optimal Stepsize Straightening of Flow-Matching Models",
    that target (the repo's default "l2" option). Because ``t`` runs ``1 -> 0`` here, the
    target is still ``dx/dt`` and is what :func:`genmodels.samplers.ode.euler_sample`
    multiplies by ``t_{k+1} - t_k``.
+
+The drivers (:func:`compute_boss_grids`, :func:`boss_trajectories`,
+:func:`grids_for_checkpoint`) take a :class:`FlowProblem`: the field as a function of
+its parameters, the processes, a per-batch setup (context and prior key) and the domain
+hook, so this layer needs no network or domain. Grids are stored next to a checkpoint as
+``boss_grids.json`` (:func:`write_boss_grids`), which the ``boss`` sampler's method reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
 
+from genmodels.core.grids import uniform_grid
 from genmodels.core.masks import apply_masks, get_mask, masked_mean
 from genmodels.core.types import Array, ConstrainFn, Context, FieldFn, State, identity_constrain
 from genmodels.processes.base import Processes
@@ -244,3 +257,323 @@ def straightening_loss(pred: State, target: State, ctx: Context | None = None) -
     for k in target:
         total = total + masked_mean((pred[k] - target[k]) ** 2, get_mask(ctx, k))
     return jnp.asarray(total)
+
+
+# ------------------------------------------------------------------ drivers and files
+
+#: the grid file next to a checkpoint, and the averaged cost matrix next to it
+BOSS_GRIDS_FILE = "boss_grids.json"
+COST_MATRIX_FILE = "boss_cost_matrix.npy"
+#: step budgets grids are computed for by default (the NFE range of the paper's tables)
+DEFAULT_KS = tuple(range(2, 11))
+#: the time convention written into (and checked in) grid files
+TIME_CONVENTION = "t=1 noise (prior), t=0 data; times decrease along a grid"
+
+
+class FlowProblem(NamedTuple):
+    """A flow model as the BOSS drivers need it.
+
+    Attributes:
+      make_field: ``params -> field``, ``field(state, t [B], ctx) -> velocities``.
+      params: the parameters (a traced argument of every jitted batch).
+      processes: leaf -> process (the prior at ``t = 1``).
+      setup: ``(key, batch) -> (ctx, prior key, shapes)`` of one batch (traced; e.g.
+        node counts drawn from the training set).
+      constrain: the domain hook.
+    """
+
+    make_field: Callable[[Any], FieldFn]
+    params: Any
+    processes: Processes
+    setup: Callable[[Array, int], tuple[Context, Array, Mapping[str, tuple[int, ...]]]]
+    constrain: ConstrainFn = identity_constrain
+
+
+def _batches(
+    problem: FlowProblem, key: Array, num: int, batch: int, fine_steps: int, body, desc: str,
+    progress: bool,
+) -> Iterator[Any]:  # fmt: skip
+    """Host outputs of ``body(field, trajectories, ctx)`` on equal jitted batches (one
+    compile) of at least ``num`` fine Euler trajectories; batch ``r`` uses
+    ``fold_in(key, r)``."""
+    if num < 1 or batch < 1:
+        raise ValueError(f"need num >= 1 and batch >= 1, got num={num}, batch={batch}")
+    rounds = math.ceil(num / batch)
+    per_round = math.ceil(num / rounds)
+    fine = uniform_grid(fine_steps)
+
+    @jax.jit
+    def run(params, key):
+        field = problem.make_field(params)
+        ctx, k, shapes = problem.setup(key, per_round)
+        traj = reference_trajectories(
+            field, problem.processes, ctx, k, shapes=shapes, fine_grid=fine,
+            constrain=problem.constrain,
+        )  # fmt: skip
+        return body(field, traj, ctx)
+
+    for r in tqdm(range(rounds), desc=desc, disable=not progress, unit="batch"):
+        yield per_round, jax.device_get(run(problem.params, jax.random.fold_in(key, r)))
+
+
+def uniform_indices(k: int, fine_steps: int) -> np.ndarray:
+    """Fine-grid indices of the uniform ``k``-step grid (rounded to the nearest fine point;
+    exact when ``k`` divides ``fine_steps``). Returns int [k + 1]."""
+    return np.rint(np.arange(k + 1) * fine_steps / k).astype(np.int64)
+
+
+def grid_indices(times: np.ndarray, fine_steps: int) -> np.ndarray:
+    """Fine-grid indices of a grid's times (``t_i = 1 - i / fine_steps``).
+
+    Raises:
+      ValueError: a time is not on the uniform fine grid of ``fine_steps`` steps.
+    """
+    times = np.asarray(times, np.float64)
+    idx = np.rint((1.0 - times) * fine_steps).astype(np.int64)
+    if not np.allclose(1.0 - idx / fine_steps, times, atol=1e-5):
+        raise ValueError(
+            f"grid {times.tolist()} is not on the uniform fine grid of {fine_steps} steps"
+        )
+    return idx
+
+
+def compute_boss_grids(
+    problem: FlowProblem,
+    key: Array,
+    *,
+    num_samples: int = 100,
+    fine_steps: int = 100,
+    ks: Iterable[int] = DEFAULT_KS,
+    batch_size: int = 100,
+    map_batch: int = 4,
+    progress: bool = True,
+) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
+    """Bellman-optimal Euler time grids of a flow for several step budgets.
+
+    The cost matrix ``c[i, j] = E ||x_i + (t_j - t_i) v(x_i, t_i) - x_j||^2`` (against the
+    fine Euler trajectory; module docstring, 2.) is averaged over equal batches of prior
+    draws, then the dynamic program (:func:`optimal_grid`) runs for every ``K``. Each
+    draw costs ``2 fine_steps`` network calls. BOSS's defaults: ``Kmax = 100``, 100 draws.
+
+    Args:
+      problem: the flow (:class:`FlowProblem`).
+      key: PRNG key of the draws (batch ``r`` uses ``fold_in(key, r)``).
+      num_samples: prior draws (rounded up to equal batches).
+      fine_steps: ``Kmax``, steps of the uniform fine grid.
+      ks: step budgets ``K`` (each ``1 <= K <= fine_steps``).
+      batch_size: draws per jitted call.
+      map_batch: start points of the cost matrix evaluated together (memory:
+        ``map_batch * (fine_steps + 1) * batch * entries`` floats).
+      progress: tqdm bar over the batches.
+
+    Returns:
+      ``(grids, info)``: ``grids[K]`` float32 [K + 1] times from 1 down to 0; ``info``
+      holds ``cost_matrix`` (float64 [Kmax + 1, Kmax + 1]), ``fine_steps``,
+      ``num_samples`` (draws used), ``indices[K]``, ``cost[K]`` (the optimal path's),
+      ``uniform_cost[K]`` (the uniform path's, rounded to the fine grid by
+      :func:`uniform_indices`), ``uniform_exact[K]`` (``K`` divides ``Kmax``) and
+      ``seconds``.
+    """
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1 or ks[-1] > fine_steps:
+        raise ValueError(f"every K must be in [1, fine_steps={fine_steps}], got {ks}")
+    t0 = time.perf_counter()
+    fine = uniform_grid(fine_steps)
+
+    def body(field, traj, ctx):
+        return cost_matrix(field, traj, fine, ctx, map_batch=map_batch)
+
+    total, used, rounds = 0.0, 0, 0
+    for per_round, c in _batches(
+        problem, key, num_samples, batch_size, fine_steps, body, "boss cost matrix", progress
+    ):
+        total, used, rounds = total + c.astype(np.float64), used + per_round, rounds + 1
+    cost = total / rounds  # inf (j <= i) stays inf
+    paths = jax.jit(lambda c: [optimal_grid(c, k, fine) for k in ks])(
+        jnp.asarray(cost, jnp.float32)
+    )
+    info: dict[str, Any] = {"cost_matrix": cost, "fine_steps": int(fine_steps), "num_samples": used}
+    info |= {name: {} for name in ("indices", "cost", "uniform_cost", "uniform_exact")}
+    grids = {}
+    for k, p in zip(ks, paths):
+        idx = np.asarray(p.indices, np.int64)
+        grids[k] = np.asarray(p.times, np.float32)
+        info["indices"][k] = idx.tolist()
+        info["cost"][k] = float(path_cost(cost, idx))
+        info["uniform_cost"][k] = float(path_cost(cost, uniform_indices(k, fine_steps)))
+        info["uniform_exact"][k] = fine_steps % k == 0
+    info["seconds"] = time.perf_counter() - t0
+    return grids, info
+
+
+def boss_trajectories(
+    problem: FlowProblem,
+    key: Array,
+    times: np.ndarray,
+    *,
+    num: int,
+    fine_steps: int = 100,
+    batch_size: int = 100,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Fine Euler trajectories read at the times of a BOSS grid (straightening data).
+
+    Args:
+      problem: the teacher flow.
+      key: PRNG key (batch ``r`` uses ``fold_in(key, r)``).
+      times: [K + 1] a grid on the fine grid (:func:`grid_indices`).
+      num: trajectories kept.
+      fine_steps, batch_size, progress: as :func:`compute_boss_grids`.
+
+    Returns:
+      Per leaf float32 [num, K + 1, ...]: the states at the grid's times.
+    """
+    idx = jnp.asarray(grid_indices(times, fine_steps))
+
+    def body(field, traj, ctx):
+        return {k: jnp.moveaxis(v[idx], 0, 1) for k, v in traj.items()}  # [B, K + 1, ...]
+
+    parts = [
+        out
+        for _, out in _batches(
+            problem, key, num, batch_size, fine_steps, body, "boss pairs", progress
+        )
+    ]
+    return {k: np.concatenate([p[k] for p in parts])[:num] for k in parts[0]}
+
+
+def grids_meta(info: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The JSON-serialisable part of :func:`compute_boss_grids`'s ``info`` (per-K entries
+    keyed by ``str(K)``; the cost matrix goes to its own ``.npy``), plus ``extra``."""
+    out = {k: info[k] for k in ("fine_steps", "num_samples", "seconds") if k in info} | {
+        k: {str(kk): v for kk, v in info[k].items()}
+        for k in ("indices", "cost", "uniform_cost", "uniform_exact")
+        if k in info
+    }
+    return out | extra
+
+
+def grid_table(grids: dict[int, np.ndarray], info: dict[str, Any]) -> str:
+    """A markdown table of the grids with their cost next to the uniform grid's."""
+    lines = [
+        "| K | BOSS grid (t from 1 to 0) | BOSS cost | uniform cost | BOSS / uniform |",
+        "|---|---|---|---|---|",
+    ]
+    for k, g in sorted(grids.items()):
+        c, u = info["cost"][k], info["uniform_cost"][k]
+        star = "" if info["uniform_exact"][k] else "*"
+        ratio = c / u if u > 0 else float("nan")
+        times = ", ".join(f"{t:.3f}" for t in g)
+        lines.append(f"| {k} | {times} | {c:.4g} | {u:.4g}{star} | {ratio:.3f} |")
+    if not all(info["uniform_exact"].values()):
+        lines.append(
+            f"\n\\* K does not divide Kmax = {info['fine_steps']}: the uniform grid is "
+            "rounded to the nearest fine-grid points."
+        )
+    return "\n".join(lines)
+
+
+def check_grid(g: Any, k: int | None = None, where: str = "<grid>") -> np.ndarray:
+    """``g`` as float32 [K + 1], checked to decrease strictly from 1 (noise) to 0 (data).
+
+    Raises:
+      ValueError: another length than ``k + 1``, or not such a grid (names ``where``).
+    """
+    g = np.asarray(g, np.float32)
+    k = g.size - 1 if k is None else k
+    if g.shape != (k + 1,):
+        raise ValueError(f"{where}: grid for K={k} has {g.size} times, expected K + 1 = {k + 1}")
+    if not (abs(g[0] - 1.0) < 1e-6 and abs(g[-1]) < 1e-6 and np.all(np.diff(g) < 0)):
+        raise ValueError(
+            f"{where}: grid for K={k} must decrease strictly from t=1 (noise) to t=0 (data), "
+            f"got {g.tolist()}"
+        )
+    return g
+
+
+def write_boss_grids(path: str | Path, grids: Mapping[int, Any], **meta: Any) -> Path:
+    """Write grids as JSON: ``{"convention": TIME_CONVENTION, "grids": {"K": [1, ..., 0]},
+    ...meta}`` (e.g. ``fine_steps``, ``num_samples``, ``cost``). Returns the path."""
+    path = Path(path)
+    out = {
+        "convention": TIME_CONVENTION,
+        "grids": {str(int(k)): check_grid(g, int(k), str(path)).tolist() for k, g in grids.items()},
+        **meta,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    return path
+
+
+def read_boss_grids(path: str | Path) -> dict[int, np.ndarray]:
+    """Grids of a :func:`write_boss_grids` file: ``K -> float32 [K + 1]``.
+
+    Raises:
+      FileNotFoundError: no file.
+      ValueError: not that format (the message names the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no BOSS grid file")
+    try:
+        d = json.loads(path.read_text())
+        grids, conv = d["grids"], d.get("convention", TIME_CONVENTION)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(
+            f'{path}: not a BOSS grid file ({e}); expected {{"grids": {{"K": [1, ..., 0]}}}}'
+        ) from e
+    if conv != TIME_CONVENTION:
+        raise ValueError(f"{path}: time convention {conv!r}, expected {TIME_CONVENTION!r}")
+    return {int(k): check_grid(g, int(k), str(path)) for k, g in grids.items()}
+
+
+def run_folder(checkpoint: str | Path) -> Path:
+    """The folder holding ``checkpoints/`` (where sampler artefacts live)."""
+    p = Path(checkpoint)
+    return p.parent if p.name == "checkpoints" else p
+
+
+def find_boss_grids(folder: str | Path | None) -> Path | None:
+    """``boss_grids.json`` of a checkpoint folder (or of the run folder above a
+    ``checkpoints`` folder), if there is one."""
+    if folder is None:
+        return None
+    path = run_folder(folder) / BOSS_GRIDS_FILE
+    return path if path.is_file() else None
+
+
+def grids_for_checkpoint(
+    problem: FlowProblem,
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    out: str | Path | None = None,
+    num_samples: int = 100,
+    fine_steps: int = 100,
+    ks: Iterable[int] = DEFAULT_KS,
+    batch_size: int = 100,
+    progress: bool = True,
+    **meta: Any,
+) -> tuple[Path, dict[int, np.ndarray], dict[str, Any]]:
+    """Compute the grids of a checkpoint's flow and store them next to it.
+
+    Args:
+      problem: the checkpoint's flow.
+      folder: the run or pretrained folder (or its ``checkpoints`` folder).
+      seed: seed of the prior draws.
+      out: the grid file (default ``<folder>/boss_grids.json``); the cost matrix goes
+        next to it as ``boss_cost_matrix.npy``.
+      num_samples, fine_steps, ks, batch_size, progress: :func:`compute_boss_grids`'s.
+      meta: extra JSON-serialisable entries of the file.
+
+    Returns:
+      ``(path written, grids, info)``.
+    """
+    grids, info = compute_boss_grids(
+        problem, jax.random.PRNGKey(seed), num_samples=num_samples, fine_steps=fine_steps,
+        ks=ks, batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    path = Path(out) if out is not None else run_folder(folder) / BOSS_GRIDS_FILE
+    write_boss_grids(path, grids, **grids_meta(info, seed=seed, checkpoint=str(folder), **meta))
+    np.save(path.parent / COST_MATRIX_FILE, info["cost_matrix"])
+    return path, grids, info

@@ -84,3 +84,27 @@ class FunctionLoader:
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         return self.fn(step)
+
+
+@dataclass
+class FlagLoader:
+    """An :class:`ArrayLoader` whose batches also carry a schedule flag
+    ``teacher_forcing`` [B] (1 while ``step < teacher_forcing_steps``; one value per
+    example, so it shards like the data; CDVAE's teacher forcing)."""
+
+    inner: ArrayLoader
+    teacher_forcing_steps: int
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.inner.steps_per_epoch
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        out = self.inner.batch(step)
+        on = np.float32(step < self.teacher_forcing_steps)
+        out["teacher_forcing"] = np.full((self.batch_size,), on, np.float32)
+        return out

@@ -141,7 +141,7 @@ def test_evaluate_reads_a_users_smiles_file(fmt, tmp_path, capsys):
     assert got["num_samples"] == 5
     assert got["validity"] == pytest.approx(3 / 5)
     assert got["uniqueness"] == pytest.approx(2 / 3)  # CCO and OCC are one molecule
-    train = set(load_recipe("gdss_qm9")[0].build().splits[0])
+    train = set(load_recipe("gdss_qm9")[0].build().task.splits[0])
     uniq = {canonical_smiles("CCO"), canonical_smiles("c1ccccc1")}
     assert got["novelty"] == pytest.approx(len(uniq - train) / 2)
     assert "validity_wo_correction" not in got  # no sidecar: nothing says it is raw

@@ -1,4 +1,4 @@
-"""BOSS on the image flow model (genmodels/models/boss.py).
+"""BOSS on the image flow model (genmodels/models/boss.py, genmodels/samplers/boss.py).
 
 - grids of a tiny random UNet through ``python -m genmodels.models.boss grids``: valid
   grids for K = 2..10, DP cost <= uniform cost on the same cost matrix, the file read back
@@ -21,18 +21,20 @@ import pytest
 from flax import nnx
 
 from genmodels.core.mixture import GaussianMixture
-from genmodels.models.base import split_model
-from genmodels.models.boss import (
-    COST_MATRIX_FILE,
-    PAIRS_FILE,
-    compute_boss_grids,
-    grid_indices,
-    uniform_indices,
-)
-from genmodels.models.flow import BOSS_GRIDS_FILE, FlowImageConfig, field_fn, read_boss_grids
+from genmodels.models.boss import PAIRS_FILE
+from genmodels.models.flow import FlowImageConfig
+from genmodels.models.runner import split_model
 from genmodels.nets.unet import UNetConfig
 from genmodels.processes.flow import LinearFlow
-from genmodels.samplers.boss import path_cost
+from genmodels.samplers.boss import (
+    BOSS_GRIDS_FILE,
+    COST_MATRIX_FILE,
+    compute_boss_grids,
+    grid_indices,
+    path_cost,
+    read_boss_grids,
+    uniform_indices,
+)
 from genmodels.samplers.ode import euler_sample
 
 TINY_FLOW_RECIPE = '''"""Tiny flow recipe (test)."""
@@ -154,15 +156,15 @@ def test_grids_of_a_tiny_unet_and_the_boss_sampler(tiny):
         assert c <= u * (1 + 1e-6)
     assert meta["cost"]["4"] < meta["uniform_cost"]["4"]  # a curved field: strictly better
 
-    # FlowImages' boss sampler reads the file from the checkpoint folder
+    # the flow method's boss sampler reads the file from the checkpoint folder
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GENMODELS_RECIPES_DIR", str(tiny["recipes"]))
         cfg, _ = load_recipe("tiny_flow")
     method, model, _ = load_recipe_model(cfg, folder)
     images = method.sample(model, jax.random.key(2), 5, sampler="boss", steps=4, progress=False)
     assert images.shape == (5, 8, 8, 1) and images.dtype == np.uint8
-    st, inf = method.sample_states(model, jax.random.key(2), 4, sampler="boss", steps=4)
-    ref, _ = method.sample_states(model, jax.random.key(2), 4, sampler="boss", grid=grids[4])
+    st, _, inf = method.sample_states(model, jax.random.key(2), 4, sampler="boss", steps=4)
+    ref, _, _ = method.sample_states(model, jax.random.key(2), 4, sampler="boss", grid=grids[4])
     np.testing.assert_array_equal(np.asarray(st["image"]), np.asarray(ref["image"]))
     assert int(inf["nfe"]) == 4
     with pytest.raises(ValueError, match="no BOSS grid for 11 steps"):
@@ -191,8 +193,7 @@ def test_boss_grid_beats_uniform_euler_on_an_exact_flow():
     ks = (2, 3, 4, 5, 6, 8)
     fine = 120  # divisible by every K above: the uniform grids are on the fine grid
     grids, info = compute_boss_grids(
-        method,
-        field,
+        method.boss_problem(field),
         jax.random.key(0),
         num_samples=256,
         fine_steps=fine,
@@ -204,7 +205,7 @@ def test_boss_grid_beats_uniform_euler_on_an_exact_flow():
     # one vmapped call, grids padded to 8 steps by repeating t = 1 in front (a zero-length
     # Euler step leaves the state as is)
     shapes, procs, key = {"image": (512, 1, 1, 1)}, {"image": LinearFlow()}, jax.random.key(7)
-    vel = field_fn(field)
+    vel = field
 
     def final(g):
         return euler_sample(vel, procs, {}, key, shapes=shapes, grid=g)[0]["image"]
@@ -256,11 +257,12 @@ def test_straightening_end_to_end(tiny, monkeypatch):
     cfg, _ = load_recipe("boss_tiny")
     method, student, _ = load_recipe_model(cfg, wd)
     assert method.workdir is None and method.checkpoint_dir == wd
-    monkeypatch.setattr(boss_mod, "reference_trajectories", None)  # fails if called
+    monkeypatch.setattr(boss_mod, "boss_trajectories", None)  # fails if called
     prep = method.prepare()
-    assert prep["train"].shape == (16, 4, 8, 8, 1) and prep["heldout"].shape == (4, 4, 8, 8, 1)
+    assert prep["train"]["image"].shape == (16, 4, 8, 8, 1)
+    assert prep["heldout"]["image"].shape == (4, 4, 8, 8, 1)
     np.testing.assert_allclose(prep["times"], tgrids[3])
-    assert abs(float(np.std(prep["train"][:, 0])) - 1.0) < 0.1  # starts are prior draws
+    assert abs(float(np.std(prep["train"]["image"][:, 0])) - 1.0) < 0.1  # prior draws
     # the straightening loss went down, on the trajectories trained on and held out ones
     _, teacher, _ = method.load_teacher()
     # (batches of 4 trajectories, the held-out count: one compile for all four calls)

@@ -155,6 +155,39 @@ def test_langevin_with_zero_score_is_a_wrapped_random_walk():
     assert wrapped.any()
 
 
+def test_samplers_are_registry_entries_and_the_langevin_entry_samples_levels():
+    """CDVAE's samplers are registry names (``genmodels samplers`` describes them), the
+    config's first; the registry's ``langevin`` entry integrates a ``levels`` process:
+    fed the exact score of a point ``mu`` it ends near ``N(mu, sigma_L^2)``."""
+    from genmodels.processes.coords import KernelLevels, TorusFlow
+    from genmodels.processes.levels import NoiseLevels
+    from genmodels.samplers.registry import REGISTRY, run_sampler, samplers_for
+
+    assert CDVAEConfig(**TINY).build().samplers == ("langevin", "heun", "euler")
+    flow = CDVAEConfig(**TINY, coord_process="flow", sampler="euler").build()
+    assert flow.samplers == ("euler", "heun") and all(n in REGISTRY for n in flow.samplers)
+    assert (KernelLevels.kind, TorusFlow.kind) == ("levels", "torus_flow")
+    assert "langevin" in samplers_for(KernelLevels.kind)
+    with pytest.raises(ValueError, match="unknown options"):
+        CDVAEConfig(**TINY).build()._resolve("heun", None, {"step_lr": 1.0})
+
+    mu = jnp.array([1.0, -2.0])
+    levels = NoiseLevels(1.0, 0.01, 10)
+    opts = REGISTRY["langevin"].options(step_lr=1e-5)  # step / sigma^2 = 0.1 at every level
+    x, info = jax.jit(
+        lambda key: run_sampler(
+            "langevin", lambda s, sigma, c: {"x": (mu - s["x"]) / sigma[:, None] ** 2},
+            {"x": levels}, {}, key, shapes={"x": (4000, 2)}, steps=50, options=opts,
+            constrain=lambda s, c: s,
+        )
+    )(jax.random.key(0))  # fmt: skip
+    x = np.asarray(x["x"])
+    assert int(info["nfe"]) == 500
+    np.testing.assert_allclose(x.mean(0), np.asarray(mu), atol=1e-3)
+    # stationary variance of Langevin with step ratio 0.1 on N(mu, s^2): s^2 / 0.95
+    np.testing.assert_allclose(x.std(0), 0.01 / np.sqrt(0.95), rtol=0.06)
+
+
 # ------------------------------------------------------------------------------- the model
 
 

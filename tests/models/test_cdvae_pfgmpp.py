@@ -30,6 +30,7 @@ from genmodels.models.cdvae import (
     kernel_score,
 )
 from genmodels.models.run import read_sidecar
+from genmodels.models.runner import Runner
 from genmodels.processes.pfgmpp import PFGMPP, exact_denoiser, radius_cdf
 from genmodels.samplers.ode import sigma_grid_sample
 from genmodels.train.config import TrainConfig
@@ -275,12 +276,13 @@ def test_sampling_split_over_devices_gives_the_same_crystals(method, counted, mo
     if jax.device_count() < 2:
         pytest.skip("needs several (simulated) devices; .ci/run sets 8")
     batch = 2 * jax.device_count()
-    _, params, rest = nnx.split(counted, nnx.Param, ...)
     key = jax.random.key(6)
-    sharded = method._runner(counted, "generate", batch, "heun", 3)(params, rest, key)
+    sharded = method.sample_batch(counted, key, batch, sampler="heun", steps=3)
     assert len(sharded["frac"].sharding.device_set) == jax.device_count()
     monkeypatch.setattr(jax, "device_count", lambda *a: 1)
-    single = method._runner(counted, "generate", batch, "heun", 3)(params, rest, key)
+    # recompile without the mesh (the runner picks it when it compiles)
+    monkeypatch.setattr(method, "runner", Runner())
+    single = method.sample_batch(counted, key, batch, sampler="heun", steps=3)
     assert len(single["frac"].sharding.device_set) == 1
     _check_valid(sharded, batch)
     for k in ("num_atoms", "types"):

@@ -8,9 +8,15 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from genmodels.models.gdss import SAMPLERS, GDSSScore, symmetric_noise
+from genmodels.domains.graphs import symmetric_noise
+from genmodels.models.gdss import GDSSScore
 from genmodels.models.run import sample_recipe, train_recipe
+from genmodels.models.runner import Runner
 from genmodels.recipes import load_recipe
+from genmodels.samplers.registry import samplers_for
+
+#: every registered sampler for SDEs (GDSS takes all of them)
+SAMPLERS = sorted(samplers_for("sde"))
 
 RECIPES = ["gdss_community_small", "gdss_ego_small", "gdss_enzymes", "gdss_grid"]
 # the large-graph recipes (125 and 361 nodes) take 70-100 s each on 2 cores and exercise the
@@ -67,12 +73,15 @@ def test_each_sampler_reports_nfe_and_respects_masks(sampler):
     cfg, _ = load_recipe("gdss_community_small")
     cfg = tiny(cfg)
     method = cfg.build()
+    assert method.samplers[0] == cfg.sampler and sorted(method.samplers) == SAMPLERS
     model = method.init_model(jax.random.PRNGKey(0))
     state, ctx, info = method.sample_states(
         model, jax.random.PRNGKey(1), 4, sampler=sampler, steps=6
     )
-    corr = sampler.endswith("langevin")
-    assert int(info["nfe"]) == 6 * (2 if corr else 1)
+    if sampler == "ode":  # fixed steps of diffrax's Tsit5: several stages a step
+        assert int(info["nfe"]) >= 6
+    else:
+        assert int(info["nfe"]) == 6 * (2 if sampler.endswith("langevin") else 1)
     adj, mask = np.asarray(state["adj"]), np.asarray(ctx["masks"]["adj"])
     np.testing.assert_array_equal(adj, adj.transpose(0, 2, 1))  # symmetric
     assert np.all(adj[mask == 0] == 0)  # padding and diagonal exactly zero
@@ -92,7 +101,7 @@ def test_sampling_split_over_devices_gives_the_same_graphs(monkeypatch):
     sharded, _, _ = method.sample_states(model, key, batch, sampler=sampler, steps=6)
     assert len(sharded["adj"].sharding.device_set) == jax.device_count()
     monkeypatch.setattr(jax, "device_count", lambda *a: 1)
-    method.__dict__.pop("_fn_cache")
+    method.runner = Runner()  # its compiled calls hold the mesh
     single, _, _ = method.sample_states(model, key, batch, sampler=sampler, steps=6)
     assert len(single["adj"].sharding.device_set) == 1
     for k in ("x", "adj"):
@@ -136,11 +145,11 @@ def test_loss_of_a_zero_network_is_half_the_noise_energy():
 def test_evaluate_gives_zero_mmd_for_the_test_set_itself():
     cfg, _ = load_recipe("gdss_community_small")
     method = cfg.build()
-    _, test = method.splits
+    _, test = method.task.splits
     res = method.evaluate(test)
     for k in ("degree", "clustering", "orbit", "spectral"):
         assert res[k] == pytest.approx(0.0, abs=1e-10)
-    train, _ = method.splits
+    train, _ = method.task.splits
     res_train = method.evaluate(train[:20])
     assert res_train["degree"] > 0
 
@@ -153,7 +162,7 @@ def tiny_qm9(mini_data):
     cfg, _ = load_recipe("gdss_qm9")
     cfg = dataclasses.replace(tiny(cfg), eval_fcd=False)
     method = cfg.build()
-    method.__dict__["data"] = data  # cached_property slot
+    method.task.__dict__["data"] = data  # cached_property slot
     return cfg, method
 
 
@@ -161,7 +170,7 @@ def test_gdss_qm9_trains_samples_and_evaluates(tiny_qm9, tmp_path):
     from genmodels.train import train
 
     cfg, method = tiny_qm9
-    assert len(method.data.train_idx) == 25 and len(method.data.test_idx) == 3
+    assert len(method.task.data.train_idx) == 25 and len(method.task.data.test_idx) == 3
     model = method.init_model(jax.random.PRNGKey(0))
     res = train(model, method.loss_fn, method.loader(), cfg.train, cfg.optim, None)
     assert res.step == 2
@@ -185,15 +194,22 @@ def test_gdss_qm9_trains_samples_and_evaluates(tiny_qm9, tmp_path):
     # the second evaluation reuses the cached test embedding: same figure as from scratch
     from genmodels.metrics.molecules import nspdk
 
-    assert "test" in method._ref_cache
-    assert method.evaluate(fixed)["nspdk"] == pytest.approx(nspdk(fixed, method.splits[1]))
+    assert "test" in method.task._ref_cache
+    assert method.evaluate(fixed)["nspdk"] == pytest.approx(nspdk(fixed, method.task.splits[1]))
+    # one sampling run decoded both ways (what benchmarks/pretrained_metrics.py records)
+    parts = method.sample_parts(res.model, jax.random.PRNGKey(1), 6, steps=5, progress=False)
+    assert method.task.pairs(parts, 6) == (fixed, raw)
+    with pytest.raises(ValueError, match="unknown options"):
+        method.sample(res.model, jax.random.PRNGKey(1), 2, steps=5, precision="float32")
 
 
 def test_gdss_qm9_loss_uses_gdss_features(tiny_qm9):
     _, method = tiny_qm9
     b = method.loader().batch(0)
     types = jnp.asarray(b["types"]).astype(jnp.int32)
-    state, ctx = method.domain.arrays_to_state(b["types"], b["bonds"])
+    state, ctx = method.task.dense_batch(b)
+    ref, _ = method.task.domain.arrays_to_state(b["types"], b["bonds"])
+    np.testing.assert_array_equal(np.asarray(ref["x"]), np.asarray(state["x"]))
     np.testing.assert_array_equal(np.asarray(jax.nn.one_hot(types, 4)), np.asarray(state["x"]))
     np.testing.assert_array_equal(np.asarray(types >= 0, np.float32), np.asarray(ctx["node_mask"]))
 
@@ -244,9 +260,9 @@ def test_pretrained_samples_beat_an_erdos_renyi_baseline(name, tmp_path, capsys)
 
     # the trained model must capture structure a density-matched random graph does not
     method = load_recipe(name)[0].build()
-    test = method.splits[1]
+    test = method.task.splits[1]
     base = graph_mmd(
-        test, _er_like(method.splits[0][:24]), metrics=("degree", "clustering", "orbit")
+        test, _er_like(method.task.splits[0][:24]), metrics=("degree", "clustering", "orbit")
     )
     for k in ("degree", "clustering", "orbit"):
         assert got[k] < base[k], (k, got[k], base[k])
@@ -304,7 +320,7 @@ def test_pretrained_qm9_samples_valid_molecules_like_the_test_set(tmp_path, caps
         n = sum(c.values())
         return np.array([c[e] / n for e in ("C", "N", "O", "F")])
 
-    test = load_recipe("gdss_qm9")[0].build().splits[1][:2000]
+    test = load_recipe("gdss_qm9")[0].build().task.splits[1][:2000]
     tv = 0.5 * np.abs(mix(raw) - mix(test)).sum()
     # all-carbon molecules (what an untrained type network drifts to) are at about 0.3
     assert tv < 0.15, (mix(raw), mix(test))

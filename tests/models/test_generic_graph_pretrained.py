@@ -31,7 +31,7 @@ def test_generic_pretrained_samples_beat_an_erdos_renyi_baseline(name, tmp_path,
     assert main(["evaluate", name, "--samples", str(out)]) == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     method = cfg.build()
-    train, test = method.splits
+    train, test = method.task.splits
     rng = np.random.default_rng(0)
     dens = np.mean([nx.density(g) for g in train])
     er = [

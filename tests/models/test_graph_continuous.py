@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from genmodels.models.graph_continuous import (
-    GenericGraphFlow,
-    GenericGraphPFGMPP,
-    GraphFlow,
-    GraphPFGMPP,
-    corrupt_graph,
-)
+from genmodels.domains.graphs import corrupt_graph
+from genmodels.models.flow import FlowMethod
+from genmodels.models.pfgmpp import PFGMPPMethod
+from genmodels.models.tasks.graphs import GraphTask
+from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.recipes import load_recipe
+from genmodels.samplers.registry import run_sampler
 
 RECIPES = ["pfgmpp_qm9", "flow_qm9"]
 GENERIC = ["pfgmpp_community_small", "flow_community_small"]
@@ -42,7 +41,7 @@ def tiny(cfg, steps=2, batch=16):
 def tiny_method(name, data, **changes):
     cfg = dataclasses.replace(tiny(load_recipe(name)[0]), **changes)
     method = cfg.build()
-    method.__dict__["data"] = data  # cached_property slot
+    method.task.__dict__["data"] = data  # cached_property slot
     return cfg, method
 
 
@@ -92,7 +91,7 @@ def test_training_reduces_a_finite_loss(name, trained):
 @pytest.mark.parametrize("name", RECIPES)
 def test_corruption_is_symmetric_and_zero_on_padding(name, mini_data):
     _, method = tiny_method(name, mini_data)
-    x0, ctx = method.dense_batch(method.loader().batch(0))
+    x0, ctx = method.task.dense_batch(method.loader().batch(0))
     t = jnp.full((x0["x"].shape[0],), 0.7)
     corrupt = jax.jit(lambda key: corrupt_graph(method.processes, key, x0, t, ctx)[0])
     xt = corrupt(jax.random.PRNGKey(0))
@@ -117,6 +116,7 @@ def test_samples_are_symmetric_with_zero_diagonal_and_padding(name, sampler, nfe
         model, jax.random.PRNGKey(1), 8, sampler=sampler, steps=3
     )
     assert int(info["nfe"]) == nfe
+    assert state["x"].shape == (8, 9, 4)  # a round of 8 graphs, whatever sample_batch is
     adj, mask = np.asarray(state["adj"]), np.asarray(ctx["masks"]["adj"])
     assert np.all(np.isfinite(adj)) and np.all(np.isfinite(np.asarray(state["x"])))
     np.testing.assert_array_equal(adj, adj.transpose(0, 2, 1))
@@ -131,7 +131,7 @@ def test_heun_with_the_exact_denoiser_lands_on_the_data(D, mini_data):
     sampler ends on the molecules themselves."""
     _, method = tiny_method("pfgmpp_qm9", mini_data, D=D)
     smiles = ["CCC", "CCO", "COC", "C1CC1", "C1CO1", "CC=O", "NC=O", "OC=O", "CC#C", "CC#N"]
-    pts, pctx = method.domain.encode(smiles)  # x [M, 9, 4], adj [M, 9, 9]
+    pts, pctx = method.task.domain.encode(smiles)  # x [M, 9, 4], adj [M, 9, 9]
     dims = {"x": 3 * 4, "adj": 3}
     # full-matrix squared distances count each adj pair twice
     halves = {"x": 1.0, "adj": 0.5}
@@ -152,7 +152,12 @@ def test_heun_with_the_exact_denoiser_lands_on_the_data(D, mini_data):
     b = 16
     ctx = jax.tree.map(lambda v: jnp.repeat(v[:1], b, axis=0), pctx)
     shapes = {"x": (b, 9, 4), "adj": (b, 9, 9)}
-    run = jax.jit(lambda key: method._run_sampler(denoise, ctx, key, shapes, "heun", 18, None)[0])
+    procs, cons = method.processes, method.task.constrain
+    run = jax.jit(
+        lambda key: run_sampler(
+            "heun", denoise, procs, ctx, key, shapes=shapes, steps=18, constrain=cons
+        )[0]
+    )
     out = run(jax.random.PRNGKey(0))
     dist = sum(
         jnp.sqrt(jnp.sum((out[k][:, None] - pts[k][None]) ** 2, axis=(2, 3))) for k in pts
@@ -162,13 +167,12 @@ def test_heun_with_the_exact_denoiser_lands_on_the_data(D, mini_data):
 
 
 def test_boss_grids_and_the_boss_sampler(trained, tmp_path):
-    from genmodels.models.boss import compute_boss_grids
-    from genmodels.models.flow import write_boss_grids
+    from genmodels.samplers.boss import compute_boss_grids, write_boss_grids
 
     method, model, _ = trained("flow_qm9")
     ks = (2, 3, 4)
     grids, info = compute_boss_grids(
-        method, model, jax.random.PRNGKey(0), num_samples=8, fine_steps=10, ks=ks,
+        method.boss_problem(model), jax.random.PRNGKey(0), num_samples=8, fine_steps=10, ks=ks,
         batch_size=8, progress=False,
     )  # fmt: skip
     assert sorted(grids) == list(ks) and info["cost_matrix"].shape == (11, 11)
@@ -177,7 +181,9 @@ def test_boss_grids_and_the_boss_sampler(trained, tmp_path):
         assert info["cost"][k] <= info["uniform_cost"][k] + 1e-6
 
     method.checkpoint_dir = tmp_path
-    with pytest.raises(FileNotFoundError, match="python -m genmodels.models.boss grids flow_qm9"):
+    with pytest.raises(
+        FileNotFoundError, match=f"genmodels boss-grids RECIPE --checkpoint {tmp_path}"
+    ):
         method.sample_states(model, jax.random.PRNGKey(1), 8, sampler="boss", steps=3)
     write_boss_grids(tmp_path / "boss_grids.json", grids)
     state, ctx, info = method.sample_states(
@@ -191,11 +197,12 @@ def test_boss_grids_and_the_boss_sampler(trained, tmp_path):
 
 
 def test_recipes_build_gdss_sized_networks():
-    for name, cls in (("pfgmpp_qm9", GraphPFGMPP), ("flow_qm9", GraphFlow)):
+    for name, cls in (("pfgmpp_qm9", PFGMPPMethod), ("flow_qm9", FlowMethod)):
         cfg, _ = load_recipe(name)
         assert cfg.train.batch_size % 8 == 0
         method = cfg.build()
-        assert isinstance(method, cls) and method.sample_suffix == ".smi"
+        assert isinstance(method, cls) and isinstance(method.task, MoleculeTask)
+        assert method.sample_suffix == ".smi"
         model = nnx.eval_shape(lambda m=method: m.init_model(jax.random.PRNGKey(0)))
         n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
         assert 5e3 < n < 1e5, n
@@ -215,8 +222,7 @@ def test_cli_trains_samples_and_evaluates(name, mini_data, tmp_path, capsys, mon
     import genmodels.recipes
     from genmodels.cli import main
     from genmodels.models.boss import main as boss_main
-    from genmodels.models.flow import read_boss_grids
-    from genmodels.models.gdss import GDSSMolecules
+    from genmodels.samplers.boss import read_boss_grids
 
     real = genmodels.recipes.load_recipe
 
@@ -226,13 +232,13 @@ def test_cli_trains_samples_and_evaluates(name, mini_data, tmp_path, capsys, mon
 
     monkeypatch.setattr(genmodels.recipes, "load_recipe", small)
     monkeypatch.setattr(genmodels.cli, "load_recipe", small)
-    monkeypatch.setattr(GDSSMolecules, "data", property(lambda self: mini_data))
+    monkeypatch.setattr(MoleculeTask, "data", property(lambda self: mini_data))
     run = tmp_path / "run"
     assert main(["train", name, "--workdir", str(run)]) == 0
     out = tmp_path / "m.smi"
     argv = ["sample", name, "--checkpoint", str(run), "--num", "8", "--batch-size", "8"]
     if name == "flow_qm9":
-        with pytest.raises(FileNotFoundError, match=f"grids flow_qm9 --checkpoint {run}"):
+        with pytest.raises(FileNotFoundError, match=f"boss-grids RECIPE --checkpoint {run}"):
             main([*argv, "--sampler", "boss", "--steps", "3", "--out", str(out)])
         grids = ["--num-samples", "8", "--fine-steps", "10", "--batch-size", "8"]
         assert boss_main(["grids", name, "--checkpoint", str(run), *grids, "--ks", "2", "3"]) == 0
@@ -255,15 +261,14 @@ def test_cli_trains_samples_and_evaluates(name, mini_data, tmp_path, capsys, mon
 # ------------------------------------------------------------------ generic graphs
 
 
-def test_generic_recipes_build_the_generic_classes():
-    for name, cls in zip(GENERIC, (GenericGraphPFGMPP, GenericGraphFlow)):
+def test_generic_recipes_build_the_generic_task():
+    for name, cls in zip(GENERIC, (PFGMPPMethod, FlowMethod)):
         cfg, _ = load_recipe(name)
         assert cfg.train.batch_size % 8 == 0
         method = cfg.build()
-        assert isinstance(method, cls) and method.sample_suffix == ".g6"
-        assert method.domain.max_nodes == cfg.net.max_node_num == 20
-    with pytest.raises(ValueError, match="unknown molecule data set"):
-        GraphFlow(dataclasses.replace(load_recipe("flow_qm9")[0], dataset="community_small"))
+        assert isinstance(method, cls) and isinstance(method.task, GraphTask)
+        assert method.sample_suffix == ".g6"
+        assert method.task.domain.max_nodes == cfg.net.max_node_num == 20
 
 
 @pytest.mark.parametrize("name", GENERIC)
@@ -278,7 +283,7 @@ def test_generic_recipe_trains_samples_and_evaluates(name, tmp_path):
     res = train_recipe(cfg, tmp_path / "run", progress=False)
     assert res.step == 2
     method = cfg.build()
-    x0, ctx = method.dense_batch(method.loader().batch(0))
+    x0, ctx = method.task.dense_batch(method.loader().batch(0))
     assert x0["x"].shape == (8, 20, 10) and x0["adj"].shape == (8, 20, 20)
     t = jnp.full((8,), 0.7)
     xt = corrupt_graph(method.processes, jax.random.PRNGKey(0), x0, t, ctx)[0]

@@ -17,17 +17,12 @@ from flax import nnx
 
 from genmodels.cli import main
 from genmodels.core.grids import uniform_grid
-from genmodels.models.flow import (
-    BOSS_GRIDS_FILE,
-    FlowImages,
-    read_boss_grids,
-    velocity_fn,
-    write_boss_grids,
-)
-from genmodels.models.pfgmpp import PFGMPPImages
+from genmodels.models.flow import FlowMethod
+from genmodels.models.pfgmpp import PFGMPPMethod
 from genmodels.models.run import load_recipe_model
 from genmodels.processes.base import corrupt_state
 from genmodels.recipes import load_recipe
+from genmodels.samplers.boss import BOSS_GRIDS_FILE, read_boss_grids, write_boss_grids
 
 RECIPES = ["flow_mnist", "pfgmpp_mnist"]
 TINY = {
@@ -83,7 +78,8 @@ def test_training_through_the_cli_logs_a_finite_loss(trained):
     assert [r["step"] for r in lines] == [1, 2]
     assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in lines)
     assert (work / "checkpoints" / "2").is_dir()
-    assert method.checkpoint_dir == work  # set by load_recipe_model (BOSS grids live there)
+    if isinstance(method, FlowMethod):  # set by load_recipe_model: BOSS grids live there
+        assert method.checkpoint_dir == work
 
 
 def test_loss_with_a_zero_network_output_matches_the_process(trained):
@@ -105,7 +101,7 @@ def test_loss_with_a_zero_network_output_matches_the_process(trained):
     xt, _ = corrupt_state(method.processes, kc, {"image": jnp.asarray(x0, jnp.float32)}, t, {})
     xt = np.asarray(xt["image"], np.float64)
     t = np.asarray(t, np.float64)[:, None, None, None]
-    if isinstance(method, FlowImages):
+    if isinstance(method, FlowMethod):
         eps = (xt - (1 - t) * x0) / t
         want = np.mean((eps - x0) ** 2)
     else:
@@ -117,23 +113,35 @@ def test_loss_with_a_zero_network_output_matches_the_process(trained):
 
 
 def test_every_sampler_returns_uint8_images_and_counts_calls(trained):
+    """Every registry sampler of the method (ode with 3 fixed Tsit5 steps); PFGM++ at
+    D = 128 refuses the SDE samplers."""
     recipe, _, _, method, model = trained
-    for sampler in method.samplers:
+    flow = recipe == "flow_mnist"
+    want = {"euler": 3, "boss": 3, "heun": 6 if flow else 5, "ode": 21}  # Tsit5: 7 a step
+    kinds = {"boss"} if flow else {"pc", "s4"}
+    assert set(method.samplers) == {"euler", "heun", "ode"} | kinds
+    for sampler in want:
+        if sampler not in method.samplers:
+            continue
         opts = {"grid": np.linspace(1.0, 0.0, 4)} if sampler == "boss" else {}
         steps = None if sampler == "boss" else 3
-        st, info = method.sample_states(
+        st, ctx, info = method.sample_states(
             model, jax.random.PRNGKey(1), 3, sampler=sampler, steps=steps, **opts
         )
         assert st["image"].shape == (3, 28, 28, 1) and np.isfinite(np.asarray(st["image"])).all()
-        want = {"euler": 3, "boss": 3, "heun": 6 if recipe == "flow_mnist" else 5}[sampler]
-        assert int(info["nfe"]) == want, (sampler, info)
+        assert ctx == {} and int(info["nfe"]) == want[sampler], (sampler, info)
+        if sampler == "ode":
+            continue
         x = method.sample(
             model, jax.random.PRNGKey(2), 5, sampler=sampler, steps=steps, batch_size=3,
             progress=False, **opts,
         )  # fmt: skip
         assert x.shape == (5, 28, 28, 1) and x.dtype == np.uint8
-    with pytest.raises(ValueError, match="unknown sampler 'fhs'"):
+    with pytest.raises(ValueError, match="sampler 'fhs' cannot integrate"):
         method.sample(model, jax.random.PRNGKey(0), 2, sampler="fhs")
+    if not flow:
+        with pytest.raises(ValueError, match="only for D = inf"):
+            method.sample(model, jax.random.PRNGKey(0), 2, sampler="pc", steps=2)
 
 
 def test_boss_sampler_uses_the_stored_grid(trained, tmp_path, monkeypatch):
@@ -146,7 +154,7 @@ def test_boss_sampler_uses_the_stored_grid(trained, tmp_path, monkeypatch):
     key = jax.random.PRNGKey(5)
 
     def run(**kw):
-        st, _ = method.sample_states(model, key, 3, sampler=kw.pop("sampler", "boss"), **kw)
+        st, _, _ = method.sample_states(model, key, 3, sampler=kw.pop("sampler", "boss"), **kw)
         return np.asarray(st["image"])
 
     euler = run(sampler="euler", steps=3)
@@ -169,10 +177,10 @@ def test_boss_sampler_uses_the_stored_grid(trained, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="decrease strictly"):
         write_boss_grids(tmp_path / "bad.json", {2: [0.0, 0.5, 1.0]})
 
-    # the velocity function of the BOSS driver is the network at label 999 t
+    # the velocity field is the network at label 999 t
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 28, 28, 1)), jnp.float32)
     t = jnp.array([0.25, 0.8])
-    diff = fast_jit(lambda m, x, t: velocity_fn(m)(x, t) - m.unet(x, 999.0 * t))(model, x, t)
+    diff = fast_jit(lambda m, x, t: m({"image": x}, t)["image"] - m.unet(x, 999.0 * t))(model, x, t)
     assert float(jnp.abs(diff).max()) == 0.0
 
 
@@ -203,7 +211,7 @@ def test_recipes_are_listed_and_override_D(capsys):
     for name in ("flow_mnist", "pfgmpp_mnist", "flow_cifar10", "pfgmpp_cifar10"):
         assert name in listed
     cfg, _ = load_recipe("pfgmpp_mnist")
-    assert cfg.D == 128.0 and isinstance(cfg.build(), PFGMPPImages)
+    assert cfg.D == 128.0 and isinstance(cfg.build(), PFGMPPMethod)
     train = _command_type("Train", cfg, [("workdir", str | None, None)], "")
     assert math.isinf(_parse("t", train, ["--D", "inf"]).config.D)
     sample = _command_type("Sample", cfg, [("num", int, 1)], "", flatten=False)
@@ -223,4 +231,4 @@ def test_cifar10_recipes_have_the_paper_settings():
     assert (fl.net.model_channels, fl.net.channel_mult, fl.net.num_blocks) == (128, (1, 2, 2, 2), 4)
     assert fl.random_flip and fl.train.batch_size == 128 and fl.optim.lr == 2e-4
     for cfg in (pf, fl):
-        assert cfg.build().image_shape == (32, 32, 3)
+        assert cfg.build().task.shape == (32, 32, 3)

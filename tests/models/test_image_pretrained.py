@@ -87,8 +87,8 @@ def test_boss_grid_beats_uniform_euler_at_two_steps():
     grid is closer to the data than on the uniform grid (benchmarks/results/boss.json has
     the whole K = 2..10 comparison). Measured on 512 samples: 329 uniform, 287 BOSS."""
     from genmodels.metrics.images import fid_classifier
-    from genmodels.models.flow import find_boss_grids, read_boss_grids
     from genmodels.models.run import load_recipe_model
+    from genmodels.samplers.boss import find_boss_grids, read_boss_grids
 
     cfg, info = load_recipe("flow_mnist")
     method, model, _ = load_recipe_model(cfg, info.pretrained_dir)

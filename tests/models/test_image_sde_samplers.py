@@ -24,15 +24,13 @@ import pytest
 from flax import nnx
 
 from genmodels.cli import main
-from genmodels.models.pfgmpp import (
-    SDE_SAMPLERS,
-    PFGMPPImageConfig,
-    edm_sde_sample,
-)
+from genmodels.models.pfgmpp import PFGMPPImageConfig
 from genmodels.nets.unet import UNetConfig
 from genmodels.processes.pfgmpp import PFGMPP, exact_denoiser
+from genmodels.samplers.registry import run_sampler
 
 INF = float("inf")
+SDE_SAMPLERS = ("pc", "s4")  # the registry's score-SDE samplers of EDM
 SIGMA_MIN = 0.002
 # two 4 x 4 gray images on uint8 levels (k / 127.5 - 1): flat 64 and a 191/32 checkerboard
 _CHECKER = np.indices((4, 4)).sum(0)[..., None] % 2 == 0
@@ -57,14 +55,15 @@ def test_exact_denoiser_samples_land_on_the_data_points(sampler):
 
     @jax.jit
     def run(key):
-        return edm_sde_sample(
+        return run_sampler(
+            sampler,
             lambda st, sigma, ctx: {"image": den(st["image"], sigma)},
-            proc,
+            {"image": proc},
             {},
             key,
             shapes={"image": (batch, 4, 4, 1)},
-            sampler=sampler,
             steps=steps,
+            constrain=lambda st, ctx: st,
         )
 
     out, info = run(jax.random.PRNGKey(0))
@@ -96,7 +95,7 @@ def exact_method(D: float = INF, sampler: str = "heun"):
 @pytest.mark.parametrize("sampler", SDE_SAMPLERS)
 def test_image_method_reports_nfe_and_decodes_the_points(sampler):
     method = exact_method()
-    assert method.samplers == ("heun", "euler", "pc", "s4")
+    assert method.samplers == ("heun", "euler", "ode", "pc", "s4")
     x, nfe = method.sample(
         ExactNet(), jax.random.PRNGKey(1), 12, sampler=sampler, steps=30, return_nfe=True,
         progress=False,
@@ -109,23 +108,21 @@ def test_image_method_reports_nfe_and_decodes_the_points(sampler):
 
 
 def test_finite_D_refuses_the_sde_samplers():
-    with pytest.raises(ValueError, match="needs|only for D = inf"):
-        edm_sde_sample(
+    with pytest.raises(ValueError, match="only for D = inf"):
+        run_sampler(
+            "pc",
             lambda st, s, c: st,
-            PFGMPP(D=128.0),
+            {"image": PFGMPP(D=128.0)},
             {},
             jax.random.PRNGKey(0),
             shapes={"image": (2, 4, 4, 1)},
-            sampler="pc",
             steps=3,
+            constrain=lambda st, ctx: st,
         )
     method = exact_method(D=128.0)
-    assert method.samplers == ("heun", "euler")
     for sampler in SDE_SAMPLERS:
         with pytest.raises(ValueError, match=f"sampler '{sampler}'.*only for D = inf"):
             method.sample(ExactNet(), jax.random.PRNGKey(0), 2, sampler=sampler, steps=3)
-    with pytest.raises(ValueError, match="only for D = inf"):
-        exact_method(D=128.0, sampler="pc")
 
 
 def test_edm_mnist_recipe():
@@ -135,7 +132,7 @@ def test_edm_mnist_recipe():
     pf, _ = load_recipe("pfgmpp_mnist")
     assert math.isinf(cfg.D) and cfg.sampler == "pc" and cfg.net == pf.net
     assert cfg.train == pf.train and cfg.optim == pf.optim
-    assert cfg.build().samplers == ("heun", "euler", "pc", "s4")
+    assert cfg.build().samplers == ("pc", "euler", "heun", "ode", "s4")
 
 
 TINY_NET = ["--model-channels", "8", "--channel-mult", "1", "--num-blocks", "1"]

@@ -12,19 +12,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from genmodels.models.mdm import (
-    SAMPLERS,
-    MDMGraphNet,
-    MDMImageNet,
-    MDMMolecules,
-    dense_to_pairs,
-    pairs_to_dense,
-)
+from genmodels.domains.graphs import dense_to_pairs, pairs_to_dense
+from genmodels.models.mdm import MDMGraphNet, MDMImageNet, MDMMolecules
+from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.nets.graph_transformer import GraphTransformerConfig
 from genmodels.recipes import load_recipe
 
 TINY_NET = GraphTransformerConfig(dx=16, de=8, heads=2, layers=1, ffn_x=16, ffn_e=8)
 KA, KB = 4, 4  # atom classes (C, N, O, F), bond classes (none, single, double, triple)
+SAMPLERS = ("fhs", "ancestral")
 
 
 def tiny(cfg, steps=2, batch=8):
@@ -42,7 +38,7 @@ def tiny_mdm(mini_data):
     cfg, _ = load_recipe("mdm_qm9")
     cfg = tiny(cfg)
     method = cfg.build()
-    method.__dict__["data"] = mini_data  # cached_property slot
+    method.task.__dict__["data"] = mini_data  # cached_property slot
     return cfg, method
 
 
@@ -57,7 +53,7 @@ def trained(mini_data):
         cfg, optim=dataclasses.replace(cfg.optim, lr=3e-3, warmup_steps=0, schedule="constant")
     )
     method = cfg.build()
-    method.__dict__["data"] = mini_data
+    method.task.__dict__["data"] = mini_data
     model = method.init_model(jax.random.PRNGKey(0))
     batch = {k: jnp.asarray(v) for k, v in method.loader().batch(0).items()}
     loss = nnx.jit(lambda m, key: method.loss_fn(m, batch, key)[0])
@@ -187,7 +183,8 @@ def test_samples_are_unmasked_symmetric_padded_and_count_calls(tiny_mdm, sampler
     assert np.all(types[~ma] == -1)
     # node counts come from the training set
     counts = ma.sum(1)
-    assert set(counts.tolist()) <= set(method.data.num_atoms[method.data.train_idx].tolist())
+    data = method.task.data
+    assert set(counts.tolist()) <= set(data.num_atoms[data.train_idx].tolist())
     nfe = int(info["nfe"])
     assert nfe == len(CountingNet.calls)
     if sampler == "fhs":
@@ -199,7 +196,8 @@ def test_samples_are_unmasked_symmetric_padded_and_count_calls(tiny_mdm, sampler
 def test_sampler_options_are_checked(tiny_mdm):
     _, method = tiny_mdm
     model = method.init_model(jax.random.PRNGKey(0))
-    with pytest.raises(ValueError, match="unknown MDM sampler"):
+    assert method.samplers == SAMPLERS
+    with pytest.raises(ValueError, match="cannot integrate masked"):
         method.sample_states(model, jax.random.PRNGKey(0), 3, sampler="euler")
     with pytest.raises(ValueError, match="precision"):
         method.sample_states(model, jax.random.PRNGKey(0), 3, precision="float16")
@@ -209,7 +207,10 @@ def test_sampler_options_are_checked(tiny_mdm):
 
 def test_sample_write_read_and_evaluate(trained, tmp_path):
     _, method, model, _, _ = trained
-    fixed, raw = method.sample_pairs(model, jax.random.PRNGKey(3), 6, progress=False)
+    parts = method.sample_parts(model, jax.random.PRNGKey(3), 6, progress=False)
+    fixed, raw = method.task.pairs(parts, 6)
+    again = method.sample(model, jax.random.PRNGKey(3), 6, correction=False, progress=False)
+    assert again == raw
     assert len(fixed) == len(raw) == 6
     # correction only turns failures into molecules
     assert sum(bool(s) for s in fixed) >= sum(bool(s) for s in raw)
@@ -239,7 +240,7 @@ def test_cli_sample_passes_sampler_steps_and_precision(mini_data, tmp_path, monk
     from genmodels.cli import main
     from genmodels.models.run import read_sidecar, train_recipe
 
-    monkeypatch.setattr(MDMMolecules, "data", property(lambda self: mini_data))
+    monkeypatch.setattr(MoleculeTask, "data", property(lambda self: mini_data))
     cfg, _ = load_recipe("mdm_qm9")
     train_recipe(tiny(cfg), tmp_path / "run", progress=False)
     net = [
@@ -370,7 +371,7 @@ def tiny_mnist():
     imgs = np.zeros((40, 6, 6), np.uint8)
     imgs[np.arange(40), rng.integers(0, 6, 40)] = 255
     method = cfg.build()
-    method.__dict__["data"] = {"train": imgs[:32], "test": imgs[32:]}
+    method.task.__dict__["data"] = imgs[:32, ..., None]  # cached_property slot
     return cfg, method
 
 
@@ -383,11 +384,14 @@ class CountingConv(MDMImageNet):
 
 
 def test_mnist_loss_sampling_nfe_and_files(tiny_mnist, tmp_path):
+    from genmodels.datasets.images import quantize
     from genmodels.processes.masked import MaskedDiffusion
 
     cfg, method = tiny_mnist
     batch = method.loader().batch(0)
-    assert batch["image"].shape == (8, 6, 6) and batch["image"].max() == cfg.levels - 1
+    tokens = np.asarray(method.tokens(batch)[0]["image"])
+    assert tokens.shape == (8, 6, 6) and tokens.max() == cfg.levels - 1
+    np.testing.assert_array_equal(tokens, quantize(batch["image"][..., 0], cfg.levels))
     model = CountingConv(cfg, rngs=nnx.Rngs(0))
     # the loss is MaskedDiffusion.loss of the one leaf, averaged over the batch
     key = jax.random.PRNGKey(3)
@@ -398,7 +402,7 @@ def test_mnist_loss_sampling_nfe_and_files(tiny_mnist, tmp_path):
     t = proc.sample_times(kt, 8)
     from genmodels.processes.base import corrupt_state
 
-    x0 = {"image": jnp.asarray(batch["image"]).astype(jnp.int32)}
+    x0 = {"image": jnp.asarray(tokens)}
     xt, aux = corrupt_state(method.processes, kc, x0, t, {})
     want = jnp.mean(proc.loss(model(xt, t, {})["image"], x0["image"], xt["image"], t, aux["image"]))
     np.testing.assert_allclose(float(loss), float(want), rtol=1e-4)
@@ -407,7 +411,7 @@ def test_mnist_loss_sampling_nfe_and_files(tiny_mnist, tmp_path):
     )
     for sampler, steps in (("fhs", None), ("ancestral", 9)):
         CountingConv.calls.clear()
-        st, info = method.sample_states(
+        st, _, info = method.sample_states(
             model, jax.random.PRNGKey(1), 4, sampler=sampler, steps=steps
         )
         jax.block_until_ready(st)
@@ -426,6 +430,6 @@ def test_mnist_loss_sampling_nfe_and_files(tiny_mnist, tmp_path):
     method.write_samples(images, path)
     assert path.with_suffix(".png").exists()
     np.testing.assert_array_equal(method.read_samples(path), images)
-    m = method.evaluate(images)
+    m = method.evaluate(images, split="train")
     assert {"level_tv", "mean_image_rmse", "ink_fraction_gap"} <= set(m)
-    assert method.evaluate(method.data["test"][..., None])["level_tv"] == 0.0
+    assert method.evaluate(method.task.data, split="train")["level_tv"] == 0.0

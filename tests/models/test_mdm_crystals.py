@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import jax
@@ -18,13 +19,12 @@ import pytest
 from flax import nnx
 from pymatgen.core import Composition, Element
 
+from genmodels.domains.crystals import read_compositions, write_compositions
 from genmodels.models.mdm_crystals import (
     MDMCrystalConfig,
     MDMCrystalNet,
     MDMCrystals,
     SetTransformerConfig,
-    read_compositions,
-    write_compositions,
 )
 from genmodels.train.config import OptimConfig, TrainConfig
 
@@ -80,11 +80,19 @@ def synthetic_dataset(split: str):
     )
 
 
+def uniform_baseline(task, num: int, seed: int = 0) -> list[Composition]:
+    """A reference point: training atom counts with uniformly random elements."""
+    rng = np.random.default_rng(seed)
+    counts = rng.choice(task.train_counts, size=num)
+    syms = np.asarray(task.elements)
+    return [Composition(Counter(rng.choice(syms, size=int(n)).tolist())) for n in counts]
+
+
 @pytest.fixture(scope="module")
 def synth():
     """The method on the synthetic splits (train: 12 compositions of 1..7 atoms)."""
     method = TINY.build()
-    method.__dict__["_datasets"] = {s: synthetic_dataset(s) for s in SYNTH}
+    method.task._datasets = {s: synthetic_dataset(s) for s in SYNTH}
     return method
 
 
@@ -98,22 +106,22 @@ def perov():
 
 def test_vocabulary_and_padding_of_the_synthetic_split(synth):
     zs = sorted({e.Z for f in SYNTH["val"] + SYNTH["test"] for e in Composition(f)})
-    assert synth.elements == tuple(Element.from_Z(z).symbol for z in zs)
-    assert synth.max_atoms == 7 and synth.processes["types"].mask_id == synth.num_types
+    assert synth.task.elements == tuple(Element.from_Z(z).symbol for z in zs)
+    assert synth.max_atoms == 7 and synth.processes["types"].mask_id == synth.task.num_types
     types = synth.loader().arrays["types"]
     assert types.shape == (12, 7)
-    np.testing.assert_array_equal((types >= 0).sum(1), synth.train_counts)
+    np.testing.assert_array_equal((types >= 0).sum(1), synth.task.train_counts)
 
 
 @needs_data
 def test_token_round_trip_of_real_crystals(perov):
     """crystal -> tokens -> composition equals the crystal's composition."""
-    structures = perov.dataset("val").structures()
-    x0, ctx = perov.encode(structures)
+    structures = perov.task.dataset("val").structures()
+    x0, ctx = perov.tokens(perov.task.encode(structures))
     assert x0["types"].shape == (8, 5)
     back = perov.decode(x0, ctx)
     assert back == [s.composition for s in structures]
-    assert back == perov.compositions("val")
+    assert back == perov.task.compositions("val")
     # the loader's rows are the same tokens (atoms sorted by atomic number)
     np.testing.assert_array_equal(perov.loader().arrays["types"], np.asarray(x0["types"]))
     assert [c.formula for c in back][:1] == [structures[0].composition.formula]
@@ -121,13 +129,13 @@ def test_token_round_trip_of_real_crystals(perov):
 
 def test_encode_rejects_unknown_elements(synth):
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        synth.encode(["U1 O2"])
+        synth.task.encode(["U1 O2"])
 
 
 def test_corruption_masks_only_real_atoms(synth):
-    x0, ctx = synth.encode(SYNTH["val"])
+    x0, ctx = synth.tokens(synth.task.encode(SYNTH["val"]))
     real = np.asarray(ctx["node_mask"]) > 0
-    k = synth.num_types
+    k = synth.task.num_types
     clean = np.asarray(x0["types"])
     fracs = []
     corrupt = jax.jit(synth.corrupt)
@@ -160,12 +168,12 @@ def test_loss_is_the_weighted_cross_entropy_of_masked_atoms(synth):
 
     (loss, metrics), (x0, ctx, t, xt, preds) = run(model, batch, jax.random.PRNGKey(7))
     lg = np.asarray(preds["types"], np.float64)  # [B, N, K]
-    assert lg.shape[-1] == synth.num_types
+    assert lg.shape[-1] == synth.task.num_types
     logp = lg - lg.max(-1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, np.asarray(x0["types"])[..., None], -1)[..., 0]
     real = np.asarray(ctx["node_mask"]) > 0
-    masked = (np.asarray(xt["types"]) == synth.num_types) & real
+    masked = (np.asarray(xt["types"]) == synth.task.num_types) & real
     assert masked.any() and (~masked & real).any()
     t = np.maximum(np.asarray(t, np.float64), synth.config.t_eps)
     want = np.mean(np.sum(np.where(masked, nll, 0.0), 1) / t)
@@ -183,9 +191,9 @@ def test_loss_is_the_weighted_cross_entropy_of_masked_atoms(synth):
 
 def test_network_is_permutation_equivariant_and_ignores_padding(synth):
     model = synth.init_model(jax.random.PRNGKey(1))
-    x0, ctx = synth.encode(["Mg1 Al2 O4", "Ca1 Ti1 O3"])
+    x0, ctx = synth.tokens(synth.task.encode(["Mg1 Al2 O4", "Ca1 Ti1 O3"]))
     x = np.array(x0["types"])
-    x[:, :3] = synth.num_types  # a few mask tokens among the real atoms
+    x[:, :3] = synth.task.num_types  # a few mask tokens among the real atoms
     perm = np.array([3, 0, 6, 1, 5, 2, 4])
     junk = x[1].copy()
     junk[5:] = 3  # padding holds a real token id: must be ignored
@@ -218,7 +226,8 @@ class CountingNet(MDMCrystalNet):
 def test_samplers_unmask_everything_keep_padding_and_count_calls(synth, sampler):
     """FHS calls the network once per atom of the batch's largest crystal; the cached
     ancestral sampler at most once per step."""
-    model = CountingNet(TINY_NET, synth.num_types, False, rngs=nnx.Rngs(0))
+    k = synth.task.num_types
+    model = CountingNet(TINY_NET, k, False, rngs=nnx.Rngs(0))
     CountingNet.calls.clear()
     steps = 6
     state, ctx, info = synth.sample_states(
@@ -228,11 +237,10 @@ def test_samplers_unmask_everything_keep_padding_and_count_calls(synth, sampler)
     jax.effects_barrier()
     types, real = np.asarray(state["types"]), np.asarray(ctx["node_mask"]) > 0
     assert types.shape == (16, 7)
-    assert np.all((types[real] >= 0) & (types[real] < synth.num_types))  # no mask token
+    assert np.all((types[real] >= 0) & (types[real] < k))  # no mask token
     assert np.all(types[~real] == 0)
     counts = real.sum(1)
-    assert set(counts.tolist()) <= set(synth.train_counts.tolist()) and len(set(counts)) > 1
-    np.testing.assert_array_equal(np.asarray(ctx["num_atoms"]), counts)
+    assert set(counts.tolist()) <= set(synth.task.train_counts.tolist()) and len(set(counts)) > 1
     nfe = int(info["nfe"])
     assert nfe == len(CountingNet.calls)
     if sampler == "fhs":
@@ -241,12 +249,12 @@ def test_samplers_unmask_everything_keep_padding_and_count_calls(synth, sampler)
         assert 1 <= nfe <= steps
     comps = synth.decode(state, ctx)
     assert [int(c.num_atoms) for c in comps] == counts.tolist()
-    assert {e.symbol for c in comps for e in c} <= set(synth.elements)
+    assert {e.symbol for c in comps for e in c} <= set(synth.task.elements)
 
 
 def test_sampler_options_are_checked(synth):
     model = synth.init_model(jax.random.PRNGKey(0))
-    with pytest.raises(ValueError, match="unknown MDM sampler"):
+    with pytest.raises(ValueError, match="cannot integrate masked"):
         synth.sample_states(model, jax.random.PRNGKey(0), 3, sampler="euler")
     with pytest.raises(ValueError, match="precision"):
         synth.sample_states(model, jax.random.PRNGKey(0), 3, precision="float16")
@@ -260,7 +268,7 @@ def test_sampler_options_are_checked(synth):
 
 
 def test_sample_file_round_trip_and_errors(synth, tmp_path):
-    comps = synth.uniform_baseline(9, seed=1)
+    comps = uniform_baseline(synth.task, 9, seed=1)
     path = tmp_path / "s.txt"
     synth.write_samples(comps, path)
     lines = path.read_text().splitlines()
@@ -284,14 +292,14 @@ def test_sample_file_round_trip_and_errors(synth, tmp_path):
 def test_evaluate_the_reference_split_against_itself(perov):
     from genmodels.metrics.crystals import composition_validity
 
-    ref = perov.compositions("test")
+    ref = perov.task.compositions("test")
     m = perov.evaluate(ref)
     assert m["element_tv"] == 0.0 and m["nelem_wdist"] == 0.0
     assert m["num"] == 8.0 and m["uniqueness"] == len({c.reduced_formula for c in ref}) / 8
     assert m["comp_validity"] == np.mean([composition_validity(c) for c in ref])
     # formulas as strings (a sample file's lines) give the same figures
     assert perov.evaluate([c.formula for c in ref]) == m
-    base = perov.evaluate(perov.uniform_baseline(200, seed=0))
+    base = perov.evaluate(uniform_baseline(perov.task, 200, seed=0))
     assert base["element_tv"] > 0.3 and base["nelem_wdist"] > 0.3
     assert set(base) == {
         "comp_validity", "nelem_wdist", "nelem_wdist_valid", "element_tv", "uniqueness",

@@ -14,16 +14,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from genmodels.core.partial_order import block_partition
-from genmodels.models.mdm import dense_to_pairs, pairs_to_dense
-from genmodels.models.pard import (
-    PardGraphs,
-    PardMolecules,
-    block_arrays,
-    parallel_outputs,
-    prefix_pool,
-)
-from genmodels.nets.ppgn import PPGNTransformerConfig
+from genmodels.core.partial_order import block_arrays, block_partition
+from genmodels.domains.graphs import dense_to_pairs, pairs_to_dense
+from genmodels.models.runner import Runner
+from genmodels.models.tasks.graphs import GraphTask
+from genmodels.models.tasks.molecules import MoleculeTask
+from genmodels.nets.ppgn import PPGNTransformerConfig, parallel_outputs, prefix_pool
 from genmodels.recipes import load_recipe
 
 TINY_NET = PPGNTransformerConfig(hidden=16, edge_hidden=8, layers=2, heads=2)
@@ -43,7 +39,7 @@ def tiny(cfg, steps=2, batch=8, **kw):
 def tiny_pard(mini_data):
     cfg, _ = load_recipe("pard_qm9")
     method = tiny(cfg).build()
-    method.__dict__["data"] = mini_data  # cached_property slot
+    method.task.__dict__["data"] = mini_data  # cached_property slot
     return method
 
 
@@ -152,7 +148,7 @@ def trained(mini_data):
         cfg, optim=dataclasses.replace(cfg.optim, lr=3e-3, warmup_steps=0, schedule="constant")
     )
     method = cfg.build()
-    method.__dict__["data"] = mini_data
+    method.task.__dict__["data"] = mini_data
     model = method.init_model(jax.random.PRNGKey(0))
     batch = {k: jnp.asarray(v) for k, v in method.loader().batch(0).items()}
     loss = nnx.jit(lambda m, key: method.loss_fn(m, batch, key)[0])
@@ -193,7 +189,8 @@ def test_samples_are_contiguous_blocks_with_edges_among_real_nodes(trained):
 
 def test_sample_write_read_and_evaluate(trained, tmp_path):
     method, model, _, _ = trained
-    fixed, raw = method.sample_pairs(model, jax.random.PRNGKey(3), 6, progress=False)
+    parts = method.sample_parts(model, jax.random.PRNGKey(3), 6, progress=False)
+    fixed, raw = method.task.pairs(parts, 6)
     assert len(fixed) == len(raw) == 6
     assert sum(bool(s) for s in fixed) >= sum(bool(s) for s in raw)
     path = tmp_path / "m.smi"
@@ -201,8 +198,12 @@ def test_sample_write_read_and_evaluate(trained, tmp_path):
     assert method.read_samples(path) == raw
     m = method.evaluate(method.read_samples(path), meta={"correction": False})
     assert m["validity"] == pytest.approx(np.mean([bool(s) for s in raw]))
+    # the corrected and raw SMILES of one run: the same as two calls with the same key
+    assert method.sample(model, jax.random.PRNGKey(3), 6, progress=False) == fixed
     with pytest.raises(ValueError, match="sampler"):
         method.sample(model, jax.random.PRNGKey(0), 2, sampler="fhs")
+    with pytest.raises(ValueError, match="unknown options"):
+        method.sample(model, jax.random.PRNGKey(0), 2, temperature=0.5)
 
 
 # ------------------------------------------------------------------ recipes
@@ -215,7 +216,8 @@ def test_recipe_configs(name):
     assert cfg.steps in (40, 50) and cfg.ce_coeff == 0.1 and cfg.schedule == "cosine"
     method = cfg.build()
     graphs = name in ("pard_community_small", "pard_grid")
-    assert isinstance(method, PardGraphs if graphs else PardMolecules)
+    assert isinstance(method.task, GraphTask if graphs else MoleculeTask)
+    assert method.samplers == ("blockwise",)
     assert cfg.optim.decoupled_weight_decay  # AdamW, as the reference
 
 
@@ -251,7 +253,7 @@ def test_sampling_split_over_devices_gives_the_same_molecules(tiny_pard, monkeyp
     sharded, sctx, _ = method.sample_states(model, key, batch)
     assert len(sharded["edges"].sharding.device_set) == jax.device_count()
     monkeypatch.setattr(jax, "device_count", lambda *a: 1)
-    method.__dict__.pop("_fn_cache")
+    method.runner = Runner()  # compiled for the (simulated) devices
     single, ctx, _ = method.sample_states(model, key, batch)
     assert len(single["edges"].sharding.device_set) == 1
     np.testing.assert_array_equal(np.asarray(sctx["block_id"]), np.asarray(ctx["block_id"]))

@@ -1,0 +1,111 @@
+"""Generic graphs (community_small, ego_small, ENZYMES, grid): GDSS's data kind.
+
+State ``{"x": [B, N, F] degree one-hot, "adj": [B, N, N] 0/1}``; the test split is the
+first 20% of the file (GDSS); node counts are drawn from the training graphs; decoding
+thresholds ``adj`` at 0.5 and drops self loops and isolated nodes; samples are graph6
+files; ``evaluate`` is GDSS's MMD suite against the test graphs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import networkx as nx
+import numpy as np
+
+from genmodels.core.masks import graph_masks
+from genmodels.core.types import Context, State
+from genmodels.datasets.graphs import load_graphs, train_test_split
+from genmodels.domains.graphs import GraphDomain, read_graph6, write_graph6
+from genmodels.models.tasks.base import concat_lists, reference_split
+
+
+class GraphTask:
+    """Generic graphs of one data set (module docstring).
+
+    Args:
+      dataset: community_small, ego_small, ENZYMES or grid.
+      max_nodes: padded node count N.
+      max_feat: degree one-hot classes F.
+    """
+
+    sample_suffix = ".g6"
+
+    def __init__(self, dataset: str, max_nodes: int, max_feat: int):
+        self.dataset = dataset
+        self.domain = GraphDomain(max_nodes, max_feat)
+        self.max_nodes, self.max_feat = max_nodes, max_feat
+
+    @cached_property
+    def splits(self) -> tuple[list[nx.Graph], list[nx.Graph]]:
+        """(train, test) graphs; test = the first 20% of the file, as GDSS."""
+        return train_test_split(load_graphs(self.dataset), 0.2)
+
+    def train_arrays(self) -> dict[str, np.ndarray]:
+        """``x`` [M, N, F], ``adj`` [M, N, N], ``node_mask`` [M, N] of the training graphs."""
+        state, ctx = self.domain.encode(self.splits[0])
+        return {
+            "x": np.asarray(state["x"]),
+            "adj": np.asarray(state["adj"]),
+            "node_mask": np.asarray(ctx["node_mask"]),
+        }
+
+    @staticmethod
+    def dense_batch(batch: dict, key=None) -> tuple[State, Context]:
+        """Loader arrays -> ``({"x", "adj"}, {"node_mask", "masks"})`` (jit-compatible;
+        ``key``: augmentation randomness, none for graphs)."""
+        node_mask = jnp.asarray(batch["node_mask"], jnp.float32)
+        x0 = {k: jnp.asarray(batch[k], jnp.float32) for k in ("x", "adj")}
+        return x0, {"node_mask": node_mask, "masks": graph_masks(node_mask)}
+
+    @cached_property
+    def count_sampler(self):
+        """``(key, batch) -> {"node_mask", "masks"}`` with training node counts."""
+        return self.domain.node_count_sampler(self.splits[0])
+
+    def sample_context(self, key, batch: int) -> tuple[Context, jax.Array]:
+        """``(ctx, prior key)`` of a sampling round: node counts drawn with one half of
+        ``key`` (:attr:`count_sampler`), the other half left for the prior."""
+        kc, ks = jax.random.split(key)
+        return self.count_sampler(kc, batch), ks
+
+    def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        n, f = self.max_nodes, self.max_feat
+        return {"x": (batch, n, f), "adj": (batch, n, n)}
+
+    def constrain(self, state: State, ctx: Context) -> State:
+        return self.domain.constrain(state, ctx)
+
+    def decode(self, state: State, ctx: Context) -> list[nx.Graph]:
+        return self.domain.decode(state, ctx)
+
+    def collate(self, parts: list[list[nx.Graph]], num: int) -> list[nx.Graph]:
+        return concat_lists(parts, num)
+
+    def write_samples(self, samples: list[nx.Graph], path: Path) -> None:
+        write_graph6(samples, path)
+
+    def read_samples(self, path: Path) -> list[nx.Graph]:
+        return read_graph6(path)
+
+    def default_num_samples(self) -> int:
+        """The test split's size (GDSS's ``sampler.py`` keeps ``len(test_graph_list)``)."""
+        return len(self.splits[1])
+
+    def evaluate(
+        self, samples: list[nx.Graph | None], split: str = "test", meta: dict | None = None
+    ) -> dict[str, float]:
+        """GDSS's MMD suite (degree, clustering, orbit, spectral) against ``split``."""
+        from genmodels.metrics.graphs import graph_mmd
+
+        del meta
+        ref = reference_split(self.splits, split)
+        gen = [g for g in samples if g is not None]
+        out = graph_mmd(ref, gen, metrics=("degree", "clustering", "orbit", "spectral"))
+        out = {k: float(v) for k, v in out.items()}
+        out["num_samples"] = len(gen)
+        out["num_reference"] = len(ref)
+        return out

@@ -1,0 +1,239 @@
+"""Molecules (QM9, ZINC250k, MOSES) as GDSS's graphs: the molecule data kind.
+
+Training arrays are atom classes ``types`` [M, N] (-1 on padding) and Kekule bond orders
+``bonds`` [M, N, N]; the dense state is ``{"x": one-hot atom types, "adj": bond orders}``.
+Decoding applies GDSS's rounding, charge rule, valency correction and largest-fragment
+rule (:class:`~genmodels.domains.molecules.MoleculeDomain`) and keeps both the corrected
+and the raw SMILES of every sample, so validity with and without correction come from
+one run. Samples are ``.smi`` files; ``evaluate`` gives validity (with and without
+correction), uniqueness, novelty, FCD and NSPDK (MOSES metrics for MOSES).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genmodels.core.masks import graph_masks
+from genmodels.core.types import Context, State
+from genmodels.models.tasks.base import reference_split
+
+#: molecule data sets
+MOLECULE_DATASETS = ("qm9", "zinc250k", "moses")
+
+
+def molecule_vocab(dataset: str) -> tuple[int, int]:
+    """``(atom classes, max heavy atoms)`` of a data set, without loading it."""
+    from genmodels.datasets import molecules as mdata
+    from genmodels.domains import molecules as mdom
+
+    return {
+        "qm9": (len(mdom.QM9_ATOMS), mdata.QM9_MAX_ATOMS),
+        "zinc250k": (len(mdom.ZINC_ATOMS), mdata.ZINC_MAX_ATOMS),
+        "moses": (len(mdom.MOSES_ATOMS), mdata.MOSES_MAX_ATOMS),
+    }[dataset]
+
+
+class MolSample(NamedTuple):
+    """One decoded molecule: canonical SMILES with and without valency correction
+    (``""`` where decoding failed)."""
+
+    smiles: str
+    raw: str
+
+
+class MoleculeTask:
+    """Molecules of one data set (module docstring).
+
+    Args:
+      dataset: qm9, zinc250k or moses.
+      index_offset: how the split file's ids map to rows (data/README.md).
+      moses_limit: MOSES training molecules to load (``None``: all).
+      eval_fcd, eval_nspdk: compute FCD (``metrics`` extra) and NSPDK in ``evaluate``.
+    """
+
+    sample_suffix = ".smi"
+
+    def __init__(
+        self,
+        dataset: str,
+        *,
+        index_offset: int = 1,
+        moses_limit: int | None = None,
+        eval_fcd: bool = True,
+        eval_nspdk: bool = True,
+    ):
+        if dataset not in MOLECULE_DATASETS:
+            raise ValueError(
+                f"unknown molecule data set {dataset!r}; choose one of {MOLECULE_DATASETS}"
+            )
+        self.dataset = dataset
+        self.index_offset = index_offset
+        self.moses_limit = moses_limit
+        self.eval_fcd, self.eval_nspdk = eval_fcd, eval_nspdk
+        self.num_atom_types, self.max_atoms = molecule_vocab(dataset)
+        self._ref_cache: dict[str, dict] = {}
+
+    @cached_property
+    def data(self):
+        """The :class:`~genmodels.datasets.molecules.MoleculeDataset`."""
+        from genmodels.datasets import molecules as mdata
+
+        loaders = {
+            "qm9": lambda: mdata.load_qm9(index_offset=self.index_offset),
+            "zinc250k": lambda: mdata.load_zinc250k(index_offset=self.index_offset),
+            "moses": lambda: mdata.load_moses("train", limit=self.moses_limit),
+        }
+        return loaders[self.dataset]()
+
+    @property
+    def domain(self):
+        return self.data.domain
+
+    @cached_property
+    def splits(self) -> tuple[list[str], list[str]]:
+        """(train, test) canonical SMILES."""
+        return self.data.train_smiles, self.data.test_smiles
+
+    def train_arrays(self) -> dict[str, np.ndarray]:
+        """``types`` int8 [M, N] (-1 padding) and ``bonds`` int8 [M, N, N]."""
+        types, bonds = self.data.arrays(self.data.train_idx)
+        return {"types": types, "bonds": bonds}
+
+    def dense_batch(self, batch: dict, key=None) -> tuple[State, Context]:
+        """Loader arrays -> GDSS state and context (jit-compatible; ``key``: augmentation
+        randomness, none for molecules).
+
+        Returns:
+          ``({"x": [B, N, F] one-hot (padding rows 0), "adj": [B, N, N]},
+          {"node_mask": [B, N], "masks": ...})``.
+        """
+        types = jnp.asarray(batch["types"]).astype(jnp.int32)  # [B, N]
+        node_mask = (types >= 0).astype(jnp.float32)
+        x0 = {
+            "x": jax.nn.one_hot(types, self.num_atom_types),  # one_hot(-1) = 0
+            "adj": jnp.asarray(batch["bonds"]).astype(jnp.float32),
+        }
+        return x0, {"node_mask": node_mask, "masks": graph_masks(node_mask)}
+
+    @cached_property
+    def count_sampler(self):
+        """``(key, batch) -> {"node_mask", "masks"}`` with training atom counts."""
+        return self.domain.node_count_sampler(self.data.num_atoms[self.data.train_idx])
+
+    def sample_context(self, key, batch: int) -> tuple[Context, jax.Array]:
+        """``(ctx, prior key)`` of a sampling round: atom counts drawn with one half of
+        ``key`` (:attr:`count_sampler`), the other half left for the prior."""
+        kc, ks = jax.random.split(key)
+        return self.count_sampler(kc, batch), ks
+
+    def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        n, f = self.max_atoms, self.num_atom_types
+        return {"x": (batch, n, f), "adj": (batch, n, n)}
+
+    def constrain(self, state: State, ctx: Context) -> State:
+        return self.domain.constrain(state, ctx)
+
+    def decode(self, state: State, ctx: Context) -> list[MolSample]:
+        """Dense states -> corrected and raw SMILES (GDSS decoding)."""
+        smiles, raw = self.domain.decode_smiles(state, ctx)
+        return [MolSample(s, r) for s, r in zip(smiles, raw)]
+
+    def decode_graphs(self, types: np.ndarray, bonds: np.ndarray) -> list[MolSample]:
+        """Atom classes [B, N] (-1 padding) and bond orders [B, N, N] -> samples."""
+        f = self.num_atom_types
+        x = np.eye(f, dtype=np.float32)[np.maximum(types, 0)] * (types >= 0)[..., None]
+        dense = {"x": x, "adj": bonds.astype(np.float32)}
+        return self.decode(dense, {"node_mask": (types >= 0).astype(np.float32)})
+
+    @staticmethod
+    def pairs(parts: list[list[MolSample]], num: int) -> tuple[list[str], list[str]]:
+        """``(corrected, raw)`` SMILES lists of decoded batches, first ``num`` kept."""
+        flat = [m for part in parts for m in part][:num]
+        return [m.smiles for m in flat], [m.raw for m in flat]
+
+    def collate(
+        self, parts: list[list[MolSample]], num: int, *, correction: bool = True
+    ) -> list[str]:
+        """SMILES of decoded batches: corrected, or raw with ``correction=False``."""
+        smiles, raw = self.pairs(parts, num)
+        return smiles if correction else raw
+
+    def write_samples(self, samples: list[str], path: Path) -> None:
+        from genmodels.domains.molecules import write_smiles
+
+        write_smiles(samples, path)
+
+    def read_samples(self, path: Path) -> list[str]:
+        """SMILES from a ``.smi`` file (an empty line for a failed sample) or from the
+        ``smiles`` column of a ``.csv`` / ``.csv.gz`` file."""
+        from genmodels.domains.molecules import read_smiles
+
+        if Path(path).name.lower().endswith((".csv", ".csv.gz")):
+            from genmodels.datasets.molecules import read_smiles_column
+
+            return read_smiles_column(path)
+        return read_smiles(path)
+
+    def default_num_samples(self) -> int:
+        """10,000 (GDSS Table 2)."""
+        return 10_000
+
+    def evaluate(
+        self,
+        samples: list[str],
+        split: str = "test",
+        meta: dict | None = None,
+        raw: list[str] | None = None,
+    ) -> dict[str, float]:
+        """GDSS's molecule metrics of a SMILES list.
+
+        Args:
+          samples: SMILES, ``""`` for failed samples.
+          split: reference split for FCD / NSPDK.
+          meta: the sample file's sidecar; ``correction: false`` there marks raw
+            molecules, whose validity is also ``validity_wo_correction``.
+          raw: the same samples decoded without correction.
+        """
+        from genmodels.metrics.molecules import molecule_metrics
+
+        train = self.splits[0]
+        ref = reference_split(self.splits, split)
+        refs = self.reference_stats(split)
+        if raw is None and (meta or {}).get("correction") is False:
+            raw = samples
+        out = molecule_metrics(
+            samples,
+            train,
+            ref,
+            raw_smiles=raw,
+            train_canonical=True,
+            compute_fcd=self.eval_fcd,
+            compute_nspdk=self.eval_nspdk,
+            moses=self.dataset == "moses",
+            test_fcd_stats=refs.get("fcd"),
+            test_nspdk_embedding=refs.get("nspdk"),
+        )
+        out["num_samples"] = len(samples)
+        return out
+
+    def reference_stats(self, split: str) -> dict:
+        """ChemNet statistics and NSPDK mean embedding of a split, computed once per task
+        (minutes on the QM9 test set)."""
+        if split not in self._ref_cache:
+            from genmodels.metrics.molecules import fcd_statistics, mols_to_nx
+            from genmodels.metrics.nspdk import nspdk_mean_embedding
+
+            ref = reference_split(self.splits, split)
+            stats: dict = {}
+            if self.eval_fcd:
+                stats["fcd"] = fcd_statistics(ref)
+            if self.eval_nspdk:
+                stats["nspdk"] = nspdk_mean_embedding(mols_to_nx(ref))
+            self._ref_cache[split] = stats
+        return self._ref_cache[split]
