@@ -117,23 +117,22 @@ def cmd_train(args: list[str]) -> int:
     return 0
 
 
+SAMPLE_DOC = "Sample recipe {name!r} from a checkpoint folder or its pretrained model."
+
+
+def _sample_fields(args: list[str]) -> list[tuple[str, Any, Any]]:
+    """The options of ``genmodels sample`` (name, type, default)."""
+    out = f"samples/{args[0] if args else 'out'}"
+    return [
+        ("checkpoint", str, "pretrained"), ("num", int, 1000), ("out", str, out),
+        ("sampler", str | None, None), ("steps", int | None, None), ("seed", int, 0),
+        ("batch_size", int | None, None), ("no_correction", bool, False),
+        ("precision", str | None, None),
+    ]  # fmt: skip
+
+
 def cmd_sample(args: list[str]) -> int:
-    name, info, p = _recipe_command(
-        "sample",
-        args,
-        [
-            ("checkpoint", str, "pretrained"),
-            ("num", int, 1000),
-            ("out", str, f"samples/{args[0] if args else 'out'}"),
-            ("sampler", str | None, None),
-            ("steps", int | None, None),
-            ("seed", int, 0),
-            ("batch_size", int | None, None),
-            ("no_correction", bool, False),
-            ("precision", str | None, None),
-        ],
-        "Sample recipe {name!r} from a checkpoint folder or its pretrained model.",
-    )
+    name, info, p = _recipe_command("sample", args, _sample_fields(args), SAMPLE_DOC)
     from genmodels.models.run import sample_recipe
 
     if p.sampler is not None:
@@ -154,17 +153,8 @@ def cmd_sample(args: list[str]) -> int:
     options = {"correction": False} if p.no_correction else {}
     if p.precision is not None:
         options["precision"] = p.precision
-    out = sample_recipe(
-        p.config,
-        ckpt,
-        num=p.num,
-        out=Path(p.out),
-        sampler=p.sampler,
-        steps=p.steps,
-        seed=p.seed,
-        batch_size=p.batch_size,
-        **options,
-    )
+    how = {k: getattr(p, k) for k in ("num", "sampler", "steps", "seed", "batch_size")}
+    out = sample_recipe(p.config, ckpt, out=Path(p.out), **how, **options)
     print(f"wrote {p.num} samples to {out}")
     return 0
 
@@ -233,11 +223,60 @@ def cmd_samplers(args: list[str]) -> int:
     return 0
 
 
-def cmd_boss_grids(args: list[str]) -> int:
-    """``genmodels boss-grids RECIPE --checkpoint DIR``: Bellman-optimal step grids."""
-    from genmodels.models.boss import main as boss_main
+@dataclasses.dataclass(frozen=True)
+class BossGridsArgs:
+    """Compute Bellman-optimal (BOSS) Euler time grids of a flow checkpoint and write
+    ``boss_grids.json`` next to it (``--sampler boss --steps K`` then uses them).
 
-    return boss_main(["grids", *args])
+    Attributes:
+      checkpoint: ``pretrained`` or a training run folder.
+      num_samples: prior draws averaged in the cost matrix (BOSS: 100).
+      fine_steps: Kmax, steps of the fine uniform Euler grid (BOSS: 100).
+      ks: step budgets K.
+      batch_size: draws per jitted call.
+      seed: seed of the prior draws.
+      out: the grid file (default: the checkpoint folder's ``boss_grids.json``).
+    """
+
+    checkpoint: str = "pretrained"
+    num_samples: int = 100
+    fine_steps: int = 100
+    ks: tuple[int, ...] = tuple(range(2, 11))
+    batch_size: int = 100
+    seed: int = 0
+    out: str | None = None
+
+
+def cmd_boss_grids(args: list[str]) -> int:
+    """``genmodels boss-grids RECIPE --checkpoint DIR``: Bellman-optimal step grids of a
+    flow checkpoint (Nguyen et al., ICLR 2024; :mod:`genmodels.samplers.boss`), written to
+    ``boss_grids.json`` (and the cost matrix) next to it and printed."""
+    name, rest = _need_recipe("boss-grids", args)
+    a = _parse(f"genmodels boss-grids {name}", BossGridsArgs, rest)
+    from genmodels.models.flow import FlowMethod
+    from genmodels.models.run import load_recipe_model, resolve_checkpoint
+    from genmodels.samplers.boss import grid_table, grids_for_checkpoint
+
+    cfg, info = load_recipe(name)
+    try:
+        folder = resolve_checkpoint(info, a.checkpoint)
+    except FileNotFoundError as e:
+        print(f"genmodels boss-grids: {e}", file=sys.stderr)
+        return 2
+    method, model, _ = load_recipe_model(cfg, folder)
+    if not isinstance(method, FlowMethod):
+        print(f"genmodels boss-grids: {name!r} is not a flow recipe", file=sys.stderr)
+        return 2
+    opts = dataclasses.asdict(a)
+    del opts["checkpoint"]
+    path, grids, ginfo = grids_for_checkpoint(
+        method.boss_problem(model), folder, recipe=name, **opts
+    )
+    print(grid_table(grids, ginfo))
+    print(
+        f"\nwrote {path} ({ginfo['num_samples']} draws, Kmax = {ginfo['fine_steps']}, {ginfo['seconds']:.0f} s)"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

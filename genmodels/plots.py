@@ -7,6 +7,7 @@ so matplotlib is imported lazily.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -64,3 +65,19 @@ def draw_graphs(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def scatter_png(points: np.ndarray, path: str | Path, title: str = "") -> None:
+    """A PNG scatter plot of 2-D points [N, 2]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -32,7 +32,7 @@ Departures (for a CPU budget):
 
 The teacher trajectories are made once and cached in the run folder as
 ``boss_pairs.npz``; the teacher's grids are computed unless the teacher folder has
-``boss_grids.json`` on the same fine grid (``python -m genmodels.models.boss grids
+``boss_grids.json`` on the same fine grid (``genmodels boss-grids
 flow_mnist --checkpoint pretrained`` makes it and the run reuses it). Costs:
 ``benchmarks/results/recipes.md``.
 """

@@ -10,7 +10,7 @@ networks regress ``eps - x_0`` (flow-matching MSE, ``t ~ U(1e-3, 1)``, as rectif
 flow), and samples integrate ``dx/dt = v`` from ``t = 1`` to 0 by Euler on 50 uniform
 steps (``--sampler heun``: diffrax Heun, ``--sampler boss --steps K``: Euler on the
 Bellman-optimal grid of ``boss_grids.json`` in the checkpoint folder, made by
-``python -m genmodels.models.boss grids flow_qm9 --checkpoint DIR`` for K = 2..10 with
+``genmodels boss-grids flow_qm9 --checkpoint DIR`` for K = 2..10 with
 BOSS's defaults: 100 prior draws, Kmax = 100).
 
 Networks: GDSS's QM9 sizes (``config/qm9.yaml``: ScoreNetworkX depth 2, nhid 16;

@@ -35,6 +35,7 @@ import networkx as nx
 import numpy as np
 
 from genmodels.core.masks import apply_masks, get_mask, graph_masks
+from genmodels.core.pairs import dense_to_pairs, pairs_to_dense
 from genmodels.core.types import Array, Context, State
 
 __all__ = [
@@ -276,24 +277,32 @@ class GraphDomain:
         Raises:
           ValueError: no graphs, an empty graph, or a graph larger than ``max_nodes``.
         """
-        counts = np.array([g.number_of_nodes() for g in train_graphs], dtype=np.int32)
-        if counts.size == 0:
-            raise ValueError("node_count_sampler needs at least one training graph")
-        if counts.min() < 1 or counts.max() > self.max_nodes:
-            raise ValueError(
-                f"training node counts span {counts.min()}..{counts.max()}, outside "
-                f"1..max_nodes={self.max_nodes}"
-            )
-        max_nodes = self.max_nodes
+        counts = [g.number_of_nodes() for g in train_graphs]
+        return count_sampler(counts, self.max_nodes)
 
-        def sample(key: Array, batch_size: int) -> dict[str, Array]:
-            # the counts stay a host array in this closure: a jnp array made while the
-            # first caller is being traced would be that trace's value, leaked into the next
-            idx = jax.random.randint(key, (batch_size,), 0, counts.shape[0])
-            node_mask = node_masks_from_counts(jnp.asarray(counts)[idx], max_nodes)  # [B, N]
-            return {"node_mask": node_mask, "masks": graph_masks(node_mask)}
 
-        return sample
+def count_sampler(counts: Iterable[int], max_nodes: int) -> Callable[[Array, int], dict]:
+    """``sample(key, batch_size) -> {"node_mask": [B, N], "masks": ...}`` drawing each
+    node count uniformly from ``counts`` (GDSS ``init_flags``: a uniform training graph's
+    flags); pure and jit-compatible with ``batch_size`` static.
+
+    Raises:
+      ValueError: no counts, or a count outside ``1..max_nodes``.
+    """
+    c = np.asarray(list(counts), dtype=np.int32)
+    if c.size == 0:
+        raise ValueError("node_count_sampler needs at least one training example")
+    if c.min() < 1 or c.max() > max_nodes:
+        raise ValueError(f"training sizes span {c.min()}..{c.max()}, outside 1..{max_nodes}")
+
+    def sample(key: Array, batch_size: int) -> dict[str, Array]:
+        # the counts stay a host array in this closure: a jnp array made while the first
+        # caller is being traced would be that trace's value, leaked into the next
+        idx = jax.random.randint(key, (batch_size,), 0, c.shape[0])
+        node_mask = node_masks_from_counts(jnp.asarray(c)[idx], max_nodes)  # [B, N]
+        return {"node_mask": node_mask, "masks": graph_masks(node_mask)}
+
+    return sample
 
 
 def write_graph6(graphs: Iterable[nx.Graph | None], path: str | Path) -> Path:
@@ -372,31 +381,6 @@ def symmetric_noise(key: Array, shape: tuple[int, ...]) -> Array:
     """
     z = jnp.triu(jax.random.normal(key, shape), 1)
     return z + jnp.swapaxes(z, -1, -2)
-
-
-def dense_to_pairs(a: Array) -> Array:
-    """The strict upper triangle of [B, N, N] as [B, P] (``numpy.triu_indices(N, 1)``)."""
-    iu, ju = np.triu_indices(a.shape[-1], 1)
-    return a[..., iu, ju]
-
-
-def pairs_to_dense(p: Array, n: int, diag: int = 0) -> Array:
-    """Symmetric [B, N, N] matrices from their upper-triangle pairs [B, P].
-
-    Args:
-      p: [B, P] values of the pairs ``i < j`` (numpy or jax).
-      n: N.
-      diag: value on the diagonal.
-
-    Returns:
-      [B, N, N] with ``out[i, j] = out[j, i] = p[pair(i, j)]``.
-    """
-    iu, ju = np.triu_indices(n, 1)
-    idx = np.full((n, n), len(iu))  # the diagonal reads the extra slot
-    idx[iu, ju] = idx[ju, iu] = np.arange(len(iu))
-    xp = jnp if isinstance(p, jax.Array) else np
-    full = xp.concatenate([p, xp.full((*p.shape[:-1], 1), diag, p.dtype)], axis=-1)
-    return full[..., idx.reshape(-1)].reshape(*p.shape[:-1], n, n)
 
 
 def corrupt_graph(processes, key: Array, x0: State, t: Array, ctx: Context):

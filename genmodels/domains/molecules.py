@@ -67,7 +67,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from rdkit import Chem
@@ -75,7 +74,7 @@ from rdkit.rdBase import BlockLogs
 
 from genmodels.core.masks import apply_masks, graph_masks
 from genmodels.core.types import Array, Context, State
-from genmodels.domains.graphs import node_masks_from_counts, symmetrize_upper
+from genmodels.domains.graphs import count_sampler, symmetrize_upper
 
 __all__ = [
     "MOSES_ATOMS",
@@ -551,20 +550,7 @@ class MoleculeDomain:
         Raises:
           ValueError: no counts or a count outside 1..max_atoms.
         """
-        c = np.asarray(list(counts), dtype=np.int32)
-        if c.size == 0:
-            raise ValueError("node_count_sampler needs at least one count")
-        if c.min() < 1 or c.max() > self.max_atoms:
-            raise ValueError(f"counts span {c.min()}..{c.max()}, outside 1..{self.max_atoms}")
-        n = self.max_atoms
-
-        def sample(key: Array, batch_size: int) -> dict[str, Array]:
-            # host counts in the closure: a jnp array made during one trace would leak
-            idx = jax.random.randint(key, (batch_size,), 0, c.shape[0])
-            node_mask = node_masks_from_counts(jnp.asarray(c)[idx], n)  # [B, N]
-            return {"node_mask": node_mask, "masks": graph_masks(node_mask)}
-
-        return sample
+        return count_sampler(counts, self.max_atoms)
 
 
 # ------------------------------------------------------------------ files

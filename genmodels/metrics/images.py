@@ -438,11 +438,7 @@ def classifier_features(
 
 
 def classify(
-    images: np.ndarray,
-    *,
-    model: ImageClassifier | None = None,
-    dataset: str = "mnist",
-    batch_size: int = 500,
+    images: np.ndarray, *, model: ImageClassifier | None = None, dataset="mnist", batch_size=500
 ) -> np.ndarray:
     """Predicted class (argmax of the logits) of each image; arguments as :func:`classifier_features`.
 

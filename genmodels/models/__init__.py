@@ -1,38 +1,21 @@
-"""One file per method, composing processes, samplers, networks and domains (lazy)."""
+"""Methods composed of a task, a network and one process per leaf; the sampling runner and
+recipe-level actions (lazy imports)."""
 
-from genmodels._lazy import lazy_exports
+from genmodels._lazy import lazy_modules
 
-_TABLE = {
-    "Method": "base",
-    "ToyConfig": "toy",
-    "ToyMethod": "toy",
-    "CDVAE": "cdvae",
-    "CDVAEConfig": "cdvae",
-    "GDSS": "gdss",
-    "GDSSConfig": "gdss",
-    "MDMImageConfig": "mdm",
-    "MDMImages": "mdm",
-    "MDMMolConfig": "mdm",
-    "MDMMolecules": "mdm",
-    "MDMCrystalConfig": "mdm_crystals",
-    "MDMCrystals": "mdm_crystals",
-    "SDESpec": "gdss",
-    "FlowImageConfig": "flow",
-    "FlowMethod": "flow",
-    "GraphFlowConfig": "flow",
-    "PFGMPPImageConfig": "pfgmpp",
-    "PFGMPPMethod": "pfgmpp",
-    "GraphPFGMPPConfig": "pfgmpp",
-    "MDMGraphConfig": "mdm_graphs",
-    "MDMGraphs": "mdm_graphs",
-    "PardConfig": "pard",
-    "Pard": "pard",
-    "BossStraighten": "boss",
-    "BossStraightenConfig": "boss",
-    "boss_grids_command": "boss",
-    "train_recipe": "run",
-    "sample_recipe": "run",
-    "load_recipe_model": "run",
+_MODULES = {
+    "base": "Method",
+    "toy": "ToyConfig ToyNet",
+    "cdvae": "CDVAE CDVAEConfig",
+    "gdss": "GDSS GDSSConfig GDSSMolConfig SDESpec",
+    "mdm": "MDMImageConfig MDMImages MDMMolConfig MDMMolecules",
+    "mdm_crystals": "MDMCrystalConfig MDMCrystals",
+    "mdm_graphs": "MDMGraphConfig MDMGraphs",
+    "flow": "FlowImageConfig FlowMethod GraphFlowConfig",
+    "pfgmpp": "PFGMPPImageConfig PFGMPPMethod GraphPFGMPPConfig",
+    "pard": "Pard PardConfig",
+    "boss": "BossStraighten BossStraightenConfig",
+    "runner": "Runner resolve_sampler sampler_names",
+    "run": "train_recipe sample_recipe load_recipe_model load_pretrained export_recipe",
 }
-__all__ = sorted(_TABLE)
-__getattr__, __dir__ = lazy_exports(__name__, _TABLE)
+__all__, __getattr__, __dir__ = lazy_modules(__name__, _MODULES)

@@ -31,16 +31,7 @@ class Method(Protocol):
 
     def loader(self) -> Loader: ...
 
-    def sample(
-        self,
-        model: nnx.Module,
-        key: jax.Array,
-        num: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        **options: Any,
-    ) -> Any: ...
+    def sample(self, model, key, num, *, sampler=None, steps=None, **options) -> Any: ...
 
     def write_samples(self, samples: Any, path: Path) -> None: ...
 

@@ -7,8 +7,7 @@ straightening loss are :mod:`genmodels.samplers.boss`'s; a flow method hands the
 model as a :class:`~genmodels.samplers.boss.FlowProblem`
 (:meth:`~genmodels.models.flow.FlowMethod.boss_problem`).
 
-1. **Grids** (:func:`boss_grids_command`, ``genmodels boss-grids RECIPE --checkpoint
-   DIR``, also ``python -m genmodels.models.boss grids RECIPE ...``): BOSS's repository
+1. **Grids** (``genmodels boss-grids RECIPE --checkpoint DIR``): BOSS's repository
    defaults (``Kmax = 100`` fine Euler steps, 100 prior draws), grids for K = 2..10
    written to ``boss_grids.json`` next to the checkpoint (with the cost matrix), where the
    ``boss`` sampler reads them.
@@ -29,16 +28,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tyro
 from flax import nnx
 
 from genmodels.core.types import Array
@@ -51,8 +47,6 @@ from genmodels.samplers.boss import (
     boss_trajectories,
     compute_boss_grids,
     find_boss_grids,
-    grid_table,
-    grids_for_checkpoint,
     grids_meta,
     read_boss_grids,
     run_folder,
@@ -63,7 +57,7 @@ from genmodels.samplers.boss import (
 )
 from genmodels.train.data import ArrayLoader
 
-__all__ = ["PAIRS_FILE", "BossStraighten", "BossStraightenConfig", "boss_grids_command", "main"]
+__all__ = ["PAIRS_FILE", "BossStraighten", "BossStraightenConfig"]
 
 #: the cached straightening trajectories of a :class:`BossStraighten` run
 PAIRS_FILE = "boss_pairs.npz"
@@ -337,109 +331,3 @@ class BossStraighten(FlowMethod):
             total += np.asarray(seg_loss(params, rest, part))
         per = total / max(n, 1)
         return {"loss": float(per.mean()), "per_segment": per.tolist()}
-
-
-# ------------------------------------------------------------------ command line
-
-
-def boss_grids_command(
-    recipe: str,
-    checkpoint: str = "pretrained",
-    *,
-    num_samples: int = 100,
-    fine_steps: int = 100,
-    ks: Sequence[int] = DEFAULT_KS,
-    batch_size: int = 100,
-    seed: int = 0,
-    out: str | None = None,
-) -> int:
-    """``genmodels boss-grids RECIPE --checkpoint DIR``: compute BOSS grids of a flow
-    checkpoint, write ``boss_grids.json`` (and ``boss_cost_matrix.npy``) next to it and
-    print them, so that ``genmodels sample RECIPE --checkpoint DIR --sampler boss --steps
-    K`` uses them.
-
-    Args:
-      recipe: a flow recipe (``flow_mnist``, ``boss_mnist``, ``flow_qm9``, ...).
-      checkpoint: ``pretrained`` (the recipe's shipped model) or a run folder.
-      num_samples: prior draws averaged in the cost matrix (BOSS: 100).
-      fine_steps: Kmax, steps of the uniform fine Euler grid (BOSS: 100).
-      ks: step budgets K.
-      batch_size: draws per jitted call.
-      seed: seed of the prior draws.
-      out: the grid file (default: ``<checkpoint folder>/boss_grids.json``).
-
-    Returns:
-      The exit code (2: usage error, printed on stderr).
-    """
-    from genmodels.models.run import load_recipe_model
-    from genmodels.recipes import RecipeError, load_recipe
-
-    try:
-        cfg, info = load_recipe(recipe)
-    except RecipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    folder = Path(checkpoint)
-    if checkpoint == "pretrained":
-        folder = info.pretrained_dir
-        if not info.has_pretrained:
-            print(
-                f"error: recipe {recipe!r} ships no pretrained model (looked in {folder}); "
-                "pass --checkpoint DIR",
-                file=sys.stderr,
-            )
-            return 2
-    method, model, _ = load_recipe_model(cfg, folder)
-    if not isinstance(method, FlowMethod):
-        print(f"error: BOSS grids need a flow recipe; {recipe!r} is not one", file=sys.stderr)
-        return 2
-    path, grids, ginfo = grids_for_checkpoint(
-        method.boss_problem(model), folder, seed=seed, out=out, num_samples=num_samples,
-        fine_steps=fine_steps, ks=ks, batch_size=batch_size, recipe=recipe,
-    )  # fmt: skip
-    print(grid_table(grids, ginfo))
-    print(
-        f"\nwrote {path} ({ginfo['num_samples']} draws, Kmax = {ginfo['fine_steps']}, "
-        f"{ginfo['seconds']:.0f} s)"
-    )
-    return 0
-
-
-@dataclass(frozen=True)
-class GridsArgs:
-    """Compute Bellman-optimal (BOSS) Euler time grids of a flow checkpoint
-    (:func:`boss_grids_command`).
-
-    Attributes:
-      recipe: a flow recipe.
-      checkpoint: ``pretrained`` or a run folder.
-      num_samples, fine_steps, ks, batch_size, seed, out: see :func:`boss_grids_command`.
-    """
-
-    recipe: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RECIPE")]
-    checkpoint: str = "pretrained"
-    num_samples: int = 100
-    fine_steps: int = 100
-    ks: tuple[int, ...] = DEFAULT_KS
-    batch_size: int = 100
-    seed: int = 0
-    out: str | None = None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m genmodels.models.boss grids RECIPE [--checkpoint DIR] ...``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "grids":
-        print("usage: python -m genmodels.models.boss grids RECIPE [--checkpoint DIR] [--help]")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    a = tyro.cli(
-        GridsArgs,
-        args=argv[1:],
-        prog="python -m genmodels.models.boss grids",
-        config=(tyro.conf.FlagConversionOff,),
-    )
-    return boss_grids_command(**dataclasses.asdict(a))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

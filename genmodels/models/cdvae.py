@@ -1,56 +1,45 @@
 """CDVAE: Crystal Diffusion Variational Autoencoder (Xie, Fu, Ganea, Barzilay, Jaakkola, ICLR 2022).
 
-A periodic encoder maps a crystal to a Gaussian latent ``z`` (Sec. 3.1); MLP heads predict
-from ``z`` the atom count, the lattice and the composition; a decoder conditioned on ``z``
-denoises coordinates and types (Sec. 3.2) and generates crystals by annealed Langevin
-dynamics over geometric noise levels (Sec. 3.3). This module keeps the network, the losses
-and the decoding; the data kind is :class:`~genmodels.models.tasks.crystals.CrystalTask`,
-the coordinate processes :class:`~genmodels.processes.coords.KernelLevels` /
-``TorusFlow``, and sampling runs through :class:`~genmodels.models.runner.Runner`.
+A periodic encoder maps a crystal to a Gaussian latent ``z`` (Sec. 3.1); MLP heads give
+the atom count, lattice and composition; a decoder conditioned on ``z`` denoises
+coordinates and types (Sec. 3.2) and generates by annealed Langevin dynamics over
+geometric noise levels (Sec. 3.3). This module keeps the losses and the decoding; the
+network is :class:`~genmodels.nets.cdvae.CDVAEModel`, the data kind
+:class:`~genmodels.models.tasks.crystals.CrystalTask`, the coordinate processes
+:mod:`genmodels.processes.coords`; sampling runs through the
+:class:`~genmodels.models.runner.Runner`.
 
 Faithful to txie-93/cdvae (``pl_modules/model.py``, ``conf/model/vae.yaml``,
-``conf/data/*.yaml``, ``scripts/evaluate.py``):
-
-- Heads ``fc_mu``, ``fc_var``; ``fc_num_atoms`` (``max_atoms + 1`` classes), ``fc_lattice``
-  (6), ``fc_composition``, optional ``fc_property``: ``build_mlp`` (width 256, 1 layer).
-- Lattice target (``scale_length``): ``[lengths / N^(1/3), angles]`` standardized with the
-  training split's mean and population std + 1e-5, stored in the model (:class:`CDVAEStat`).
-- Loss: one level per crystal for coordinates (10 -> 0.01) and types (5 -> 0.01), 50 each;
-  noisy types from ``one_hot(type) + sigma_t softmax(composition)`` (detached); Cartesian
-  noise in the decoding lattice (true under teacher forcing, else predicted), mapped back
-  with the pseudo-inverse; coordinate loss ``1/2 sigma^2 ||(y - x) / sigma^2 - d / sigma||^2``
-  (``y - x`` the minimum image over 27 cells); type cross entropy over ``sigma_t``; KL
-  ``-1/2 sum(1 + logvar - mu^2 - exp(logvar))``; per-atom terms averaged per crystal, then
-  over crystals; weights atoms 1, lattice 10, coordinates 10, types 1, composition 1,
-  property 1, KL 0.01. Teacher forcing up to ``teacher_forcing_max_epoch``.
-- Generation: ``z ~ N(0, I)``; count = argmax of its head, lattice from its head, types by
-  ``sample_composition``, uniform fractional coordinates; per level 100 Langevin steps of
-  ``1e-4 (sigma / sigma_L)^2`` in Cartesian space with score ``d / sigma``, wrapping and
-  argmax types after every step. Reconstruction decodes ``mu + sigma eps`` of test
-  crystals; property optimisation is Adam (1e-3, 5000 steps) on ``z``.
+``conf/data/*.yaml``, ``scripts/evaluate.py``): heads ``build_mlp`` (width 256, 1 layer);
+lattice target ``[lengths / N^(1/3), angles]`` standardized with the training split's
+mean and population std + 1e-5; one level per crystal for coordinates (10 -> 0.01) and
+types (5 -> 0.01), 50 each; noisy types ``one_hot + sigma_t softmax(composition)``
+(detached); Cartesian noise in the decoding lattice (true under teacher forcing, else
+predicted), mapped back with the pseudo-inverse; coordinate loss
+``1/2 sigma^2 ||(y - x) / sigma^2 - d / sigma||^2`` (minimum image over 27 cells); type
+cross entropy; KL ``-1/2 sum(1 + logvar - mu^2 - exp(logvar))``; per-atom terms averaged
+per crystal, then over crystals; weights atoms 1, lattice 10, coordinates 10, types 1,
+composition 1, property 1, KL 0.01; teacher forcing up to ``teacher_forcing_max_epoch``.
+Generation: ``z ~ N(0, I)``, count = argmax of its head, types by ``sample_composition``,
+uniform fractional coordinates, per level 100 Langevin steps of ``1e-4 (sigma /
+sigma_L)^2`` with score ``d / sigma``, wrapping and argmax types after every step.
+Reconstruction decodes ``mu + sigma eps``; property optimisation is Adam (1e-3, 5000
+steps) on ``z``.
 
 PFGM++ coordinate noise (``coord_D = D``; Xu et al., ICML 2023, eq. 4): the kernel
 ``p_r(x | y) ∝ (||x - y||^2 + r^2)^(-(N + D)/2)``, ``r = sigma sqrt(D)``, ``N = 3 n``
-(``D = inf``: CDVAE's Gaussian, same draws). ``d`` still regresses ``(y - x) / sigma``,
-whose minimizer ``(E[y | x] - x) / sigma`` is the aligned ODE's ``dx/dsigma = -d`` for any
-``D``: ``heun`` / ``euler`` solve it over ``steps`` geometric levels and a final step to 0
-(:func:`ode_decode`) from uniform coordinates (the wrapped kernel at ``sigma_1 = 10`` A is
-uniform up to ``exp(-2 pi^2 sigma^2 / a^2)``); ``langevin`` uses the kernel's score at the
-denoised estimate (exact for a point posterior).
+(``D = inf``: CDVAE's Gaussian, same draws); ``d`` regresses ``(y - x) / sigma``, so the
+aligned ODE is ``dx/dsigma = -d``: ``heun`` / ``euler`` solve it over ``steps``
+geometric levels and a final step to 0 from uniform coordinates (:func:`ode_decode`).
+Flow matching (``coord_process="flow"``; on the torus as FlowMM): ``f_t = wrap(f_0 + t
+delta)``, ``delta = wrap_centred(f_1 - f_0)``, ``f_1 ~ U[0, 1)^3``, ``t`` appended to the
+latent, ``d`` regresses the Cartesian velocity (:func:`flow_decode`).
 
-Flow matching (``coord_process="flow"``; Lipman et al. 2023 on the torus, as FlowMM):
-``f_t = wrap(f_0 + t delta)``, ``delta = wrap_centred(f_1 - f_0)``, ``f_1 ~ U[0, 1)^3``,
-``t`` appended to the latent, ``d`` regresses the Cartesian velocity ``delta L``;
-``euler`` / ``heun`` integrate from ``t = 1`` to 0 (:func:`flow_decode`).
-
-Samplers are registry names (:mod:`genmodels.samplers.registry`); CDVAE runs them through
-its decoders (``_DECODERS``): they need an assigned type leaf, a uniform start on the
-torus and the cell, which the generic entries do not take.
-
-Departures: the simplified DimeNet++/GemNet-T of :mod:`genmodels.nets.periodic` on the
-radius graph; Adam at a constant or cosine rate with global-norm clipping (the reference:
-``ReduceLROnPlateau``, per-element clipping); counts clipped to ``1..max_atoms``;
-float32 categorical draws.
+Samplers are registry names run through CDVAE's decoders (``_DECODERS``), which add an
+assigned type leaf, a uniform start on the torus and the cell. Departures: the simplified
+DimeNet++/GemNet-T of :mod:`genmodels.nets.periodic`; Adam at a constant or cosine rate
+with global-norm clipping (reference: ``ReduceLROnPlateau``, per-element clipping); counts
+clipped to ``1..max_atoms``; float32 categorical draws.
 """
 
 from __future__ import annotations
@@ -352,18 +341,9 @@ def _grid_decode(inputs, grid, sign: float, timed: bool, num_types, method, upda
 
 
 def ode_decode(
-    decoder,
-    z: Array,
-    num_atoms: Array,
-    lattice: Array,
-    types0: Array,
-    frac0: Array,
-    *,
-    sigmas: np.ndarray,
-    num_types: int,
-    method: str = "heun",
-    update_types: bool = True,
-) -> tuple[Array, Array, dict]:
+    decoder, z: Array, num_atoms: Array, lattice: Array, types0: Array, frac0: Array, *,
+    sigmas: np.ndarray, num_types: int, method: str = "heun", update_types: bool = True,
+) -> tuple[Array, Array, dict]:  # fmt: skip
     """The PFGM++ / EDM backward ODE ``dx/dsigma = (x - D(x; sigma)) / sigma = -d(x)`` on
     Cartesian coordinates (Xu et al. 2023, aligned form; Karras et al. 2022, eq. 4) from
     ``frac0`` at ``sigmas[0]`` down ``sigmas`` and a final Euler step to 0 (Heun: ``2 L -
@@ -384,18 +364,9 @@ def ode_decode(
 
 
 def flow_decode(
-    decoder,
-    z: Array,
-    num_atoms: Array,
-    lattice: Array,
-    types0: Array,
-    frac0: Array,
-    *,
-    steps: int,
-    num_types: int,
-    method: str = "euler",
-    update_types: bool = True,
-) -> tuple[Array, Array, dict]:
+    decoder, z: Array, num_atoms: Array, lattice: Array, types0: Array, frac0: Array, *,
+    steps: int, num_types: int, method: str = "euler", update_types: bool = True,
+) -> tuple[Array, Array, dict]:  # fmt: skip
     """The coordinate flow ``dx/dt = d(x, t)`` (Cartesian velocity, ``t`` appended to the
     latent) from ``frac0`` at ``t = 1`` to 0 on ``steps`` uniform steps (Euler ``steps``
     calls, Heun ``2 steps - 1``); wrapped and types assigned as :func:`langevin_decode`.
@@ -790,17 +761,9 @@ class CDVAE:
         )
 
     def sample_arrays(
-        self,
-        model: CDVAEModel,
-        key: Array,
-        num: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        batch_size: int | None = None,
-        progress: bool = True,
-        **options: Any,
-    ) -> dict[str, np.ndarray]:
+        self, model, key, num, *, sampler=None, steps=None, batch_size=None, progress=True,
+        **options,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
         """Generate ``num`` crystals from ``z ~ N(0, I)`` (CDVAE ``generation``) as arrays
         (no pymatgen needed; :meth:`decode_arrays` makes structures).
 

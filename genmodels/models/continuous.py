@@ -123,36 +123,17 @@ class ContinuousMethod:
             nfe = int(info["nfe"])
         return parts, nfe
 
-    def sample_parts(
-        self,
-        model,
-        key,
-        num,
-        *,
-        sampler=None,
-        steps=None,
-        batch_size=None,
-        progress=True,
-        **options,
-    ) -> list:
+    def sample_parts(self, model, key, num, *, sampler=None, steps=None, **options) -> list:
         """``task.decode`` of each sampling round (round ``r`` uses ``fold_in(key, r)``);
         ``task.collate(parts, num, ...)`` makes them samples (molecules: ``task.pairs``
         gives corrected and raw SMILES of one run). ``options``: the sampler's."""
+        batch_size, progress = options.pop("batch_size", None), options.pop("progress", True)
         return self._rounds(model, key, num, sampler, steps, batch_size, progress, options)[0]
 
     def sample(
-        self,
-        model: nnx.Module,
-        key: Array,
-        num: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        batch_size: int | None = None,
-        progress: bool = True,
-        return_nfe: bool = False,
-        **options: Any,
-    ) -> Any:
+        self, model, key, num, *, sampler=None, steps=None, batch_size=None, progress=True,
+        return_nfe=False, **options,
+    ) -> Any:  # fmt: skip
         """``num`` decoded samples (and the NFE per sample with ``return_nfe``).
 
         Args:

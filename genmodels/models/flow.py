@@ -26,7 +26,7 @@ checkpoint folder (or the config's ``boss_grids`` path), which
 
     genmodels boss-grids RECIPE --checkpoint DIR
 
-computes (:func:`genmodels.models.boss.boss_grids_command`), or given as ``grid=``.
+computes (``genmodels boss-grids RECIPE --checkpoint DIR``), or given as ``grid=``.
 """
 
 from __future__ import annotations

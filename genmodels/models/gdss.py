@@ -25,15 +25,7 @@ from flax import nnx
 
 from genmodels.core.types import Array, Context, State
 from genmodels.domains.graphs import symmetric_noise
-from genmodels.models.runner import (
-    Runner,
-    batch_sharded_constrain,
-    decode_rounds,
-    resolve_sampler,
-    sampler_names,
-    shard_batch,
-    task_samples,
-)
+from genmodels.models import runner as rn
 from genmodels.models.tasks.base import array_loader
 from genmodels.models.tasks.graphs import GraphTask
 from genmodels.models.tasks.molecules import MoleculeTask
@@ -166,8 +158,8 @@ class GDSS:
         self.sample_suffix = self.task.sample_suffix
         self.sde_x, self.sde_adj = config.sde_x.make(), config.sde_adj.make()
         self.processes = {"x": self.sde_x, "adj": self.sde_adj}
-        self.samplers = sampler_names(self.processes, config.sampler)
-        self.runner = Runner()
+        self.samplers = rn.sampler_names(self.processes, config.sampler)
+        self.runner = rn.Runner()
         # sample files and metrics are the task's
         self.write_samples, self.read_samples = self.task.write_samples, self.task.read_samples
         self.evaluate = self.task.evaluate
@@ -207,13 +199,15 @@ class GDSS:
     def _compiled(self, model, batch: int, sampler, steps, options: dict):
         """``fn(key) -> (state, ctx, {"nfe"})``: one jitted round (counts drawn from
         ``split(key)[0]``, the sampler run on ``split(key)[1]``)."""
-        name, steps, opts = resolve_sampler(self.processes, sampler, steps, self.config, **options)
+        name, steps, opts = rn.resolve_sampler(
+            self.processes, sampler, steps, self.config, **options
+        )
         task, procs = self.task, self.processes
 
         def body(net, key, mesh):
             kc, ks = jax.random.split(key)
-            ctx = shard_batch(task.count_sampler(kc, batch), mesh)
-            constrain = batch_sharded_constrain(task.constrain, mesh)
+            ctx = rn.shard_batch(task.count_sampler(kc, batch), mesh)
+            constrain = rn.batch_sharded_constrain(task.constrain, mesh)
             kw = dict(shapes=task.shapes(batch), steps=steps, options=opts, constrain=constrain)
             out, info = run_sampler(name, net, procs, ctx, ks, **kw)
             return out, ctx, {"nfe": info["nfe"]}
@@ -235,7 +229,7 @@ class GDSS:
         ``task.pairs(parts, num)`` gives corrected and raw SMILES of one run)."""
         batch = batch_size or self.config.sample_batch
         fn = self._compiled(model, batch, sampler, steps, {})
-        return decode_rounds(self.task.decode, fn, num, batch, key, progress)
+        return rn.decode_rounds(self.task.decode, fn, num, batch, key, progress)
 
     def sample(
         self, model, key, num, *, sampler=None, steps=None, batch_size=None, progress=True, **opts
@@ -243,4 +237,6 @@ class GDSS:
         """``num`` samples: graphs or canonical SMILES (``""`` where decoding failed);
         ``opts`` are the task's (molecules: ``correction=False`` gives raw SMILES)."""
         kw = dict(sampler=sampler, steps=steps, batch_size=batch_size, progress=progress)
-        return task_samples(self.task, lambda: self.sample_parts(model, key, num, **kw), num, opts)
+        return rn.task_samples(
+            self.task, lambda: self.sample_parts(model, key, num, **kw), num, opts
+        )

@@ -1,17 +1,12 @@
 """GDSS's graph state for the continuous methods (PFGM++, flow matching + BOSS).
 
-The recipes ``pfgmpp_qm9``, ``flow_qm9``, ``pfgmpp_community_small`` and
-``flow_community_small`` run :class:`~genmodels.models.pfgmpp.PFGMPPMethod` and
-:class:`~genmodels.models.flow.FlowMethod` on the dense state of GDSS (Jo, Lee, Hwang,
-ICML 2022): ``x`` [B, N, F] (atom-type or degree one-hot) and ``adj`` [B, N, N] (bond
-orders or 0/1), a node mask in the context, node counts drawn from the training set when
-sampling. The data set picks the task: molecules (:class:`MoleculeTask`: ``.smi`` files,
-validity / FCD / NSPDK) or generic graphs (:class:`GraphTask`: ``.g6`` files, MMD suite).
-
-Both leaves share one noise level per graph, and noise lives on real entries only: the
-adjacency noise is drawn on the strict upper triangle of real node pairs and mirrored
-(:func:`genmodels.domains.graphs.corrupt_graph`), so a PFGM++ kernel's dimension is
-``N_x = n F`` and ``N_adj = n (n - 1) / 2`` per graph. The network is GDSS's two
+Recipes ``pfgmpp_qm9``, ``flow_qm9``, ``pfgmpp_community_small``, ``flow_community_small``
+run :class:`~genmodels.models.pfgmpp.PFGMPPMethod` / :class:`~genmodels.models.flow.FlowMethod`
+on GDSS's dense state (Jo, Lee, Hwang, ICML 2022): ``x`` [B, N, F] one-hot, ``adj``
+[B, N, N]; the data set picks the task (:class:`MoleculeTask` or :class:`GraphTask`).
+Both leaves share one noise level per graph; the adjacency noise lives on the strict upper
+triangle of real pairs, mirrored (:func:`genmodels.domains.graphs.corrupt_graph`), so a
+PFGM++ kernel has ``N_x = n F`` and ``N_adj = n (n - 1) / 2``. The network is GDSS's two
 networks with the noise label as an extra node channel
 (:class:`~genmodels.nets.graph.GraphFieldNet`).
 """

@@ -45,6 +45,7 @@ from genmodels.domains.graphs import dense_to_pairs, node_masks_from_counts, pai
 from genmodels.models.runner import (
     Runner,
     batch_sharded_constrain,
+    decode_rounds,
     resolve_sampler,
     sampler_names,
     shard_batch,
@@ -54,6 +55,7 @@ from genmodels.models.tasks.images import ImageTask
 from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.nets.conv import TokenConvConfig
 from genmodels.nets.graph_transformer import GraphTransformerConfig
+from genmodels.nets.tokens import NUM_BOND_TYPES, MDMGraphNet, MDMImageNet
 from genmodels.processes.base import corrupt_state, loss_state
 from genmodels.processes.masked import CosineSchedule, LinearSchedule, MaskedDiffusion
 from genmodels.samplers.registry import run_sampler
@@ -73,8 +75,6 @@ __all__ = [
     "pair_mask",
 ]
 
-#: bond classes: none, single, double, triple
-NUM_BOND_TYPES = 4
 SCHEDULES = {"linear": LinearSchedule, "cosine": CosineSchedule}
 
 
@@ -204,15 +204,7 @@ class MDM:
         return out
 
     def sample_states(
-        self,
-        model: nnx.Module,
-        key: Array,
-        batch: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        precision: str | None = None,
-        num_atoms: int | None = None,
+        self, model, key, batch, *, sampler=None, steps=None, precision=None, num_atoms=None
     ) -> tuple[State, Context, dict]:
         """One jitted batch of sampled tokens.
 
@@ -285,8 +277,7 @@ class MDM:
             raise ValueError(f"MDM sample got unknown options {unknown}")
         batch = batch_size or self.config.sample_batch
         fn = self._compiled(model, batch, **sampling)
-        rounds = Runner.rounds(num, batch, key, lambda k, r: fn(k), progress=progress)
-        return [self.decode(st, ctx) for st, ctx, _ in rounds]
+        return decode_rounds(self.decode, fn, num, batch, key, progress)
 
     def sample(self, model: nnx.Module, key: Array, num: int, **options: Any) -> Any:
         """``num`` samples as the task's objects: :meth:`sample_parts` with ``options``
@@ -310,30 +301,6 @@ class MDM:
 
 
 # ------------------------------------------------------------------------- molecules
-
-
-class MDMGraphNet(nnx.Module):
-    """``(state, t, ctx) -> {"atoms": [B, N, K_atom], "bonds": [B, P, 4]}`` logits: a
-    :class:`~genmodels.nets.graph_transformer.GraphTransformer` (sizes ``net``, node
-    vocabulary K_atom + 1 with the mask) on the atoms and the bond pairs made a symmetric
-    [B, N, N] matrix, its edge logits read back on the pairs."""
-
-    def __init__(
-        self,
-        net: GraphTransformerConfig,
-        num_atom_types: int,
-        time_conditioning: bool = False,
-        *,
-        rngs: nnx.Rngs,
-    ):
-        self.net = net.make(num_atom_types + 1, NUM_BOND_TYPES + 1, time_conditioning, rngs)
-
-    def __call__(self, state: State, t: Array, ctx: Context) -> State:
-        n = state["atoms"].shape[1]
-        edges = pairs_to_dense(state["bonds"], n)  # [B, N, N]
-        node_logits, edge_logits = self.net(state["atoms"], edges, ctx["node_mask"], t)
-        iu, ju = np.triu_indices(n, 1)
-        return {"atoms": node_logits, "bonds": edge_logits[:, iu, ju]}
 
 
 @dataclass(frozen=True)
@@ -440,18 +407,6 @@ class MDMImageConfig(MDMConfig):
 
     def build(self) -> MDMImages:
         return MDMImages(self)
-
-
-class MDMImageNet(nnx.Module):
-    """``(state, t, ctx) -> {"image": [B, H, W, K]}`` logits (a :class:`TokenConvNet`)."""
-
-    def __init__(self, config: MDMImageConfig, *, rngs: nnx.Rngs):
-        self.net = config.net.make(
-            config.levels + 1, config.height, config.width, config.time_conditioning, rngs
-        )
-
-    def __call__(self, state: State, t: Array, ctx: Context) -> State:
-        return {"image": self.net(state["image"], t)}
 
 
 class MDMImages(MDM):

@@ -23,6 +23,7 @@ from genmodels.core.types import Array, Context, State
 from genmodels.models.mdm import MDM, MDMConfig
 from genmodels.models.tasks.compositions import CompositionTask
 from genmodels.nets.set_transformer import SetTransformer, SetTransformerConfig
+from genmodels.nets.tokens import MDMCrystalNet
 
 __all__ = [
     "MDMCrystalConfig",
@@ -31,24 +32,6 @@ __all__ = [
     "SetTransformer",
     "SetTransformerConfig",
 ]
-
-
-class MDMCrystalNet(nnx.Module):
-    """``(state, t, ctx) -> {"types": [B, N, K]}`` logits: a :class:`SetTransformer`
-    (sizes ``net``, input vocabulary K + 1 with the mask) on the atoms."""
-
-    def __init__(
-        self,
-        net: SetTransformerConfig,
-        num_types: int,
-        time_conditioning: bool = False,
-        *,
-        rngs: nnx.Rngs,
-    ):
-        self.net = net.make(num_types + 1, time_conditioning, rngs)
-
-    def __call__(self, state: State, t: Array, ctx: Context) -> State:
-        return {"types": self.net(state["types"], ctx["node_mask"], t)}
 
 
 @dataclass(frozen=True)

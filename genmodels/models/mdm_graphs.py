@@ -24,48 +24,12 @@ from genmodels.models.mdm import MDM, MDMConfig, pair_mask
 from genmodels.models.tasks.graphs import GraphTask
 from genmodels.nets.graph import GDSS_NET_CONFIGS
 from genmodels.nets.graph_transformer import GraphTransformerConfig
+from genmodels.nets.tokens import NUM_EDGE_TYPES, MDMEdgeNet
 
 __all__ = ["GRAPH_DATASETS", "NUM_EDGE_TYPES", "MDMEdgeNet", "MDMGraphConfig", "MDMGraphs"]
 
 #: generic-graph data sets (GDSS's); their padded sizes are GDSS's ``max_node_num``
 GRAPH_DATASETS = ("community_small", "ego_small", "ENZYMES", "grid")
-#: pair classes: no edge, edge
-NUM_EDGE_TYPES = 2
-
-
-class MDMEdgeNet(nnx.Module):
-    """``(state, t, ctx) -> {"edges": [B, P, K_edge]}`` logits of the clean pair classes.
-
-    A :class:`~genmodels.nets.graph_transformer.GraphTransformer` on edge tokens
-    ``pairs_to_dense(edges)`` and node tokens = each node's number of revealed edges
-    (class-1 pairs), capped at ``max_nodes - 1``; the node logits are unused. With
-    identical node tokens softmax attention keeps every node feature identical and the
-    network learns only the edge density (measured: NELBO per pair flat at 0.61 nats on
-    community_small); DiGress (Vignac et al., ICLR 2023) adds such noisy-graph features
-    for the same reason. Vocabularies: nodes 0..``max_nodes`` - 1, edges K_edge + 1.
-    """
-
-    def __init__(
-        self,
-        net: GraphTransformerConfig,
-        max_nodes: int,
-        num_edge_types: int = NUM_EDGE_TYPES,
-        time_conditioning: bool = False,
-        *,
-        rngs: nnx.Rngs,
-    ):
-        self.max_nodes = int(max_nodes)
-        self.net = net.make(self.max_nodes, num_edge_types + 1, time_conditioning, rngs)
-
-    def __call__(self, state: State, t: Array, ctx: Context) -> State:
-        node_mask = ctx["node_mask"]  # [B, N]
-        n = node_mask.shape[1]
-        edges = pairs_to_dense(state["edges"], n)  # [B, N, N]
-        revealed = jnp.sum((edges == 1) * node_mask[:, None, :], -1)  # [B, N] known degree
-        nodes = jnp.minimum(revealed, self.max_nodes - 1).astype(jnp.int32) * (node_mask > 0)
-        _, edge_logits = self.net(nodes, edges, node_mask, t)  # [B, N, N, K_edge]
-        iu, ju = np.triu_indices(n, 1)
-        return {"edges": edge_logits[:, iu, ju]}
 
 
 @dataclass(frozen=True)

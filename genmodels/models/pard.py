@@ -340,33 +340,22 @@ class Pard:
     def sample_parts(
         self, model, key, num, *, sampler=None, steps=None, batch_size=None, progress=True
     ) -> list:
-        """:meth:`decode` of each sampling round (round ``r`` uses ``fold_in(key, r)``);
-        ``task.collate(parts, num, ...)`` turns them into samples (molecules:
-        ``task.pairs(parts, num)`` gives corrected and raw SMILES of one run)."""
+        """The decoded molecules or graphs of every sampling round, one list per round
+        (round ``r``: ``fold_in(key, r)``); ``task.pairs(parts, num)`` gives both SMILES
+        forms of molecules, ``task.collate`` the samples."""
         batch = batch_size or self.config.sample_batch
         fn = self._compiled(model, batch, sampler, steps, {})
         return decode_rounds(self.decode, fn, num, batch, key, progress)
 
-    def sample(
-        self,
-        model: PardNet,
-        key: Array,
-        num: int,
-        *,
-        sampler: str | None = None,
-        steps: int | None = None,
-        batch_size: int | None = None,
-        progress: bool = True,
-        **options: Any,
-    ) -> list:
+    def sample(self, model, key, num, *, sampler=None, steps=None, **options) -> list:
         """``num`` samples: canonical SMILES (``""`` where decoding failed) or graphs.
 
         Args:
           sampler: ``blockwise`` (the only one).
           steps: denoising steps per block (default: the recipe's).
-          options: the task's (molecules: ``correction=False`` gives raw SMILES).
+          options: ``batch_size``, ``progress`` (:meth:`sample_parts`), else the task's
+            (molecules: ``correction=False`` gives raw SMILES).
         """
-        kw = dict(sampler=sampler, steps=steps, batch_size=batch_size, progress=progress)
-        return task_samples(
-            self.task, lambda: self.sample_parts(model, key, num, **kw), num, options
-        )
+        kw = {k: options.pop(k) for k in ("batch_size", "progress") if k in options}
+        parts = lambda: self.sample_parts(model, key, num, sampler=sampler, steps=steps, **kw)  # noqa: E731
+        return task_samples(self.task, parts, num, options)

@@ -188,18 +188,9 @@ def heun_sample(
 
 
 def edm_euler_sample(
-    denoise_fn: FieldFn,
-    processes: Processes,
-    ctx: Context,
-    key: Array,
-    *,
-    shapes: Mapping[str, tuple[int, ...]],
-    steps: int = 18,
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
-    rho: float = 7.0,
-    constrain: ConstrainFn = identity_constrain,
-) -> tuple[State, dict]:
+    denoise_fn: FieldFn, processes: Processes, ctx: Context, key: Array, *, shapes, steps=18,
+    constrain: ConstrainFn = identity_constrain, **grid: float,
+) -> tuple[State, dict]:  # fmt: skip
     """First-order companion of :func:`heun_sample`: Euler steps of
     ``dx/dsigma = (x - D(x; sigma)) / sigma`` on the same grid (``steps`` denoiser calls).
 
@@ -210,7 +201,8 @@ def edm_euler_sample(
     Args:
       denoise_fn: ``(state, sigma [B], ctx) -> dict`` denoised estimate D(x; sigma).
       processes, ctx, key, shapes, constrain: as for :func:`euler_sample`.
-      steps, sigma_min, sigma_max, rho: the EDM grid (:func:`edm_sigma_grid`).
+      steps, grid: the EDM grid (:func:`edm_sigma_grid`: ``sigma_min``, ``sigma_max``,
+        ``rho``; EDM's 0.002, 80, 7 by default).
 
     Returns:
       ``(state, info)`` with ``info["nfe"] = steps``.
@@ -222,8 +214,8 @@ def edm_euler_sample(
             k: (state[k] - d[k]) / sigma.reshape(-1, *([1] * (state[k].ndim - 1))) for k in state
         }
 
-    grid = edm_sigma_grid(steps, sigma_min, sigma_max, rho)
-    return euler_sample(slope, processes, ctx, key, shapes=shapes, grid=grid, constrain=constrain)
+    sigmas = edm_sigma_grid(steps, **grid)
+    return euler_sample(slope, processes, ctx, key, shapes=shapes, grid=sigmas, constrain=constrain)
 
 
 def _evals_per_step(solver: diffrax.AbstractSolver) -> tuple[int, bool]:

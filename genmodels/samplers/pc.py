@@ -295,13 +295,8 @@ def pc_sample(
 
 
 def s4_sample(
-    score_fn: ScoreFn,
-    processes: Mapping[str, Any],
-    ctx: Context,
-    key: Array,
-    *,
-    shapes: Mapping[str, tuple[int, ...]],
-    steps: int = 1000,
+    score_fn: ScoreFn, processes: Mapping[str, Any], ctx: Context, key: Array, *,
+    shapes: Mapping[str, tuple[int, ...]], steps: int = 1000,
     snr: float = 0.1,
     scale_eps: float = 1.0,
     per_example: bool = False,
@@ -309,7 +304,7 @@ def s4_sample(
     denoise: bool = True,
     constrain: ConstrainFn = identity_constrain,
     return_trajectory: bool = False,
-) -> tuple[State, dict[str, Any]]:
+) -> tuple[State, dict[str, Any]]:  # fmt: skip
     """GDSS's S4 solver (Jo et al. 2022, Sec. 3.3; ``S4_solver`` in GDSS ``solver.py``).
 
     One network call per time step. At time ``t`` with ``dt = -T/steps``:

@@ -276,19 +276,10 @@ def _edm_grid(sampler: str) -> SampleImpl:
 
         del options
         p = next(iter(processes.values()))
+        grid = dict(sigma_min=p.sigma_min, sigma_max=p.sigma_max, rho=p.rho)
         fn = heun_sample if sampler == "heun" else edm_euler_sample
-        return fn(
-            model_fn,
-            processes,
-            ctx,
-            key,
-            shapes=shapes,
-            steps=steps,
-            sigma_min=p.sigma_min,
-            sigma_max=p.sigma_max,
-            rho=p.rho,
-            constrain=constrain,
-        )
+        kw = dict(shapes=shapes, steps=steps, constrain=constrain)
+        return fn(model_fn, processes, ctx, key, **kw, **grid)
 
     return impl
 
@@ -506,17 +497,10 @@ def _annealed_langevin(model_fn, processes, ctx, key, *, shapes, steps, options,
     levels = {(p.sigma_begin, p.sigma_end, p.num_levels) for p in processes.values()}
     if len(levels) != 1:
         raise ValueError(f"annealed Langevin needs one noise schedule for all leaves, got {levels}")
+    o, sigmas = options, geometric_sigmas(*levels.pop())
+    kw = dict(n_steps_each=steps, step_lr=o.step_lr, min_sigma=o.min_sigma, denoise=o.denoise)
     return annealed_langevin_sample(
-        model_fn,
-        geometric_sigmas(*levels.pop()),
-        ctx,
-        key,
-        shapes=shapes,
-        n_steps_each=steps,
-        step_lr=options.step_lr,
-        min_sigma=options.min_sigma,
-        denoise=options.denoise,
-        constrain=constrain,
+        model_fn, sigmas, ctx, key, shapes=shapes, constrain=constrain, **kw
     )
 
 

@@ -86,7 +86,9 @@ def test_toy_trains_samples_and_matches_the_data(tmp_path, capsys):
 
     method = ToyConfig().build()
     wrong = np.random.default_rng(0).normal(size=(1000, 2))
-    assert energy_distance(wrong, method.reference(2000)) > 20 * metrics["energy_distance_null"]
+    assert (
+        energy_distance(wrong, method.task.reference(2000)) > 20 * metrics["energy_distance_null"]
+    )
     assert metrics["mode_tv"] < 0.1 and metrics["far_fraction"] < 0.1, (
         metrics
     )  # data: 3e-4; N(0, I): ~0.9

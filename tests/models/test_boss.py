@@ -1,6 +1,6 @@
 """BOSS on the image flow model (genmodels/models/boss.py, genmodels/samplers/boss.py).
 
-- grids of a tiny random UNet through ``python -m genmodels.models.boss grids``: valid
+- grids of a tiny random UNet through ``genmodels boss-grids``: valid
   grids for K = 2..10, DP cost <= uniform cost on the same cost matrix, the file read back
   by the flow model's ``boss`` sampler;
 - grids on an exactly known flow (1-D two-mode mixture): the K-step Euler error of the
@@ -108,8 +108,8 @@ def _check_grid(g, k):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Recipes ``tiny_flow`` (with a random 'pretrained' UNet and its BOSS grids for
-    K = 2..10, made by the module's command line) and ``boss_tiny`` in a temp folder."""
-    from genmodels.models import boss as boss_mod
+    K = 2..10, made by ``genmodels boss-grids``) and ``boss_tiny`` in a temp folder."""
+    from genmodels.cli import main
     from genmodels.recipes import load_recipe
     from genmodels.train.export import export_model
 
@@ -123,8 +123,8 @@ def tiny(tmp_path_factory):
         cfg, info = load_recipe("tiny_flow")
         teacher = _random_model(cfg.build(), seed=3)
         export_model(teacher, info.pretrained_dir, meta={"step": 0}, params="ema")
-        args = ["grids", "tiny_flow", "--num-samples", "6", "--batch-size", "4"]
-        assert boss_mod.main([*args, "--fine-steps", str(FINE)]) == 0
+        args = ["boss-grids", "tiny_flow", "--num-samples", "6", "--batch-size", "4"]
+        assert main([*args, "--fine-steps", str(FINE)]) == 0
         yield {"root": root, "recipes": recipes, "teacher_dir": info.pretrained_dir}
 
 

@@ -215,13 +215,12 @@ def test_recipes_build_gdss_sized_networks():
 @pytest.mark.parametrize("name", RECIPES)
 def test_cli_trains_samples_and_evaluates(name, mini_data, tmp_path, capsys, monkeypatch):
     """``genmodels train`` (3 steps) -> ``sample`` (8 raw molecules) -> ``evaluate``; for the
-    flow also the missing-grid error, ``python -m genmodels.models.boss grids`` and
+    flow also the missing-grid error, ``genmodels boss-grids`` and
     ``--sampler boss --steps K``. The recipe is shrunk (tiny networks, the fixture's data)
     behind every command's recipe lookup."""
     import genmodels.cli
     import genmodels.recipes
     from genmodels.cli import main
-    from genmodels.models.boss import main as boss_main
     from genmodels.samplers.boss import read_boss_grids
 
     real = genmodels.recipes.load_recipe
@@ -241,7 +240,7 @@ def test_cli_trains_samples_and_evaluates(name, mini_data, tmp_path, capsys, mon
         with pytest.raises(FileNotFoundError, match=f"boss-grids RECIPE --checkpoint {run}"):
             main([*argv, "--sampler", "boss", "--steps", "3", "--out", str(out)])
         grids = ["--num-samples", "8", "--fine-steps", "10", "--batch-size", "8"]
-        assert boss_main(["grids", name, "--checkpoint", str(run), *grids, "--ks", "2", "3"]) == 0
+        assert main(["boss-grids", name, "--checkpoint", str(run), *grids, "--ks", "2", "3"]) == 0
         stored = read_boss_grids(run / "boss_grids.json")
         assert sorted(stored) == [2, 3]
         for k, g in stored.items():  # K + 1 times from 1 (noise) down to 0 (data)

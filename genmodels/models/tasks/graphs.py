@@ -23,7 +23,28 @@ from genmodels.domains.graphs import GraphDomain, read_graph6, write_graph6
 from genmodels.models.tasks.base import concat_lists, reference_split
 
 
-class GraphTask:
+class DenseGraphTask:
+    """What the dense-graph tasks share: node / atom counts from the training set, the
+    ``{"x": [B, N, F], "adj": [B, N, N]}`` shapes and the domain's ``constrain``.
+    Subclasses set ``dims = (N, F)``, ``domain`` and ``count_sampler``."""
+
+    dims: tuple[int, int]
+
+    def sample_context(self, key, batch: int) -> tuple[Context, jax.Array]:
+        """``(ctx, prior key)`` of a sampling round: node counts drawn with one half of
+        ``key`` (``count_sampler``), the other half left for the prior."""
+        kc, ks = jax.random.split(key)
+        return self.count_sampler(kc, batch), ks
+
+    def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
+        n, f = self.dims
+        return {"x": (batch, n, f), "adj": (batch, n, n)}
+
+    def constrain(self, state: State, ctx: Context) -> State:
+        return self.domain.constrain(state, ctx)
+
+
+class GraphTask(DenseGraphTask):
     """Generic graphs of one data set (module docstring).
 
     Args:
@@ -38,6 +59,7 @@ class GraphTask:
         self.dataset = dataset
         self.domain = GraphDomain(max_nodes, max_feat)
         self.max_nodes, self.max_feat = max_nodes, max_feat
+        self.dims = (max_nodes, max_feat)
 
     @cached_property
     def splits(self) -> tuple[list[nx.Graph], list[nx.Graph]]:
@@ -65,19 +87,6 @@ class GraphTask:
     def count_sampler(self):
         """``(key, batch) -> {"node_mask", "masks"}`` with training node counts."""
         return self.domain.node_count_sampler(self.splits[0])
-
-    def sample_context(self, key, batch: int) -> tuple[Context, jax.Array]:
-        """``(ctx, prior key)`` of a sampling round: node counts drawn with one half of
-        ``key`` (:attr:`count_sampler`), the other half left for the prior."""
-        kc, ks = jax.random.split(key)
-        return self.count_sampler(kc, batch), ks
-
-    def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
-        n, f = self.max_nodes, self.max_feat
-        return {"x": (batch, n, f), "adj": (batch, n, n)}
-
-    def constrain(self, state: State, ctx: Context) -> State:
-        return self.domain.constrain(state, ctx)
 
     def decode(self, state: State, ctx: Context) -> list[nx.Graph]:
         return self.domain.decode(state, ctx)

@@ -22,6 +22,7 @@ import numpy as np
 from genmodels.core.masks import graph_masks
 from genmodels.core.types import Context, State
 from genmodels.models.tasks.base import reference_split
+from genmodels.models.tasks.graphs import DenseGraphTask
 
 #: molecule data sets
 MOLECULE_DATASETS = ("qm9", "zinc250k", "moses")
@@ -47,7 +48,7 @@ class MolSample(NamedTuple):
     raw: str
 
 
-class MoleculeTask:
+class MoleculeTask(DenseGraphTask):
     """Molecules of one data set (module docstring).
 
     Args:
@@ -77,6 +78,7 @@ class MoleculeTask:
         self.moses_limit = moses_limit
         self.eval_fcd, self.eval_nspdk = eval_fcd, eval_nspdk
         self.num_atom_types, self.max_atoms = molecule_vocab(dataset)
+        self.dims = (self.max_atoms, self.num_atom_types)
         self._ref_cache: dict[str, dict] = {}
 
     @cached_property
@@ -125,19 +127,6 @@ class MoleculeTask:
     def count_sampler(self):
         """``(key, batch) -> {"node_mask", "masks"}`` with training atom counts."""
         return self.domain.node_count_sampler(self.data.num_atoms[self.data.train_idx])
-
-    def sample_context(self, key, batch: int) -> tuple[Context, jax.Array]:
-        """``(ctx, prior key)`` of a sampling round: atom counts drawn with one half of
-        ``key`` (:attr:`count_sampler`), the other half left for the prior."""
-        kc, ks = jax.random.split(key)
-        return self.count_sampler(kc, batch), ks
-
-    def shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
-        n, f = self.max_atoms, self.num_atom_types
-        return {"x": (batch, n, f), "adj": (batch, n, n)}
-
-    def constrain(self, state: State, ctx: Context) -> State:
-        return self.domain.constrain(state, ctx)
 
     def decode(self, state: State, ctx: Context) -> list[MolSample]:
         """Dense states -> corrected and raw SMILES (GDSS decoding)."""
