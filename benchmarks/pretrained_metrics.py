@@ -38,27 +38,36 @@ import jax
 import numpy as np
 
 from genmodels.models.run import load_recipe_model, resolve_checkpoint
+from genmodels.models.tasks.crystals import CrystalTask
+from genmodels.models.tasks.images import ImageTask
 from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.recipes import load_recipe
 from genmodels.train.logging import read_metrics
 
 
 def default_num(method) -> int:
-    """The method's evaluation sample count (GDSS graphs: the test split size; GDSS
-    molecules: 10,000, as GDSS Table 2)."""
-    task = getattr(method, "task", None)
-    if task is not None:  # a method composed with a task: its evaluation protocol
-        return task.default_num_samples()
-    if hasattr(method, "sample_pairs"):
-        return 10_000
-    if hasattr(method, "reconstruct_arrays"):
-        return 1_000
-    if hasattr(method, "image_shape"):
-        return 10_000
-    splits = getattr(method, "splits", None)
-    if splits is not None:
-        return len(splits[1])
-    raise SystemExit("this method has no default sample count; pass --num")
+    """The evaluation sample count of the method's task (GDSS graphs: the test split size;
+    molecules and images: 10,000; crystals: 1,000)."""
+    return method.task.default_num_samples()
+
+
+def check_against(shipped: dict, record: dict) -> int:
+    """Print each seed's figures next to the shipped ones; 1 when any differs by > 1e-6
+    (sampling with the same seeds and count must reproduce them exactly)."""
+    old = {p["seed"]: p for p in shipped["per_seed"]}
+    bad = 0
+    for new in record["per_seed"]:
+        ref = old.get(new["seed"], {})
+        for k, v in new.items():
+            if k == "seed" or k not in ref or not isinstance(v, float) or k.endswith("_s"):
+                continue
+            same = abs(v - float(ref[k])) <= 1e-6 * max(1.0, abs(v))
+            bad += not same
+            print(
+                f"seed {new['seed']} {k:>24}: {v:.6g} (shipped {float(ref[k]):.6g}) {'same' if same else 'DIFFERENT'}"
+            )
+    print("reproduced" if not bad else f"{bad} figures differ")
+    return 1 if bad else 0
 
 
 def train_record(run: str | None, wall_s: float | None) -> dict:
@@ -111,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         "(re-scoring a model whose run folder is gone)",
     )
     ap.add_argument("--out", default=None, help="default: recipes/pretrained/<recipe>/metrics.json")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the shipped metrics.json (same seeds and sample count) instead "
+        "of writing it; exit 1 when a figure differs by more than 1e-6",
+    )
     ap.add_argument("--generated", nargs="+", default=None, help="CDVAE: arrays, one per seed")
     ap.add_argument("--reconstructed", nargs="+", default=None, help="CDVAE: one per seed")
     ap.add_argument(
@@ -144,18 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     # the loaded method knows its checkpoint folder (BOSS reads its time grids there)
     method, model, _ = load_recipe_model(cfg, folder)
     num = args.num or default_num(method)
+    if args.check:  # the shipped file's protocol: its seeds and sample count
+        shipped = json.loads((Path(args.out or info.pretrained_dir / "metrics.json")).read_text())
+        args.seeds, num = shipped["seeds"], int(shipped["num_samples_per_seed"])
     per_seed, sample_s = [], []
-    crystals = hasattr(method, "reconstruct_arrays")
+    crystals = isinstance(method.task, CrystalTask)
     for i, seed in enumerate(args.seeds):
         key = jax.random.PRNGKey(seed)
         t0 = time.perf_counter()
-        if isinstance(getattr(method, "task", None), MoleculeTask):
+        if isinstance(method.task, MoleculeTask):
             # molecules: validity with and without correction from the same samples
             samples, raw = method.task.pairs(method.sample_parts(model, key, num), num)
-            sample_s.append(time.perf_counter() - t0)
-            m = method.evaluate(samples, split="test", raw=raw)
-        elif hasattr(method, "sample_pairs"):  # methods not yet composed with a task
-            samples, raw = method.sample_pairs(model, key, num)
             sample_s.append(time.perf_counter() - t0)
             m = method.evaluate(samples, split="test", raw=raw)
         elif crystals:
@@ -176,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             m.update(method.evaluate_reconstruction(method.decode_arrays(rec), split="test"))
             m["num_reconstructed"] = float(rec["num_atoms"].shape[0])
             m = {k: float(v) for k, v in m.items()}
-        elif hasattr(method, "image_shape"):
+        elif isinstance(method.task, ImageTask):
             m = image_record(method, model, key, num, args, first=i == 0)
             sample_s.append(m.pop("sample_s"))
         else:
@@ -235,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     out = Path(args.out) if args.out else info.pretrained_dir / "metrics.json"
+    if args.check:
+        return check_against(json.loads(out.read_text()), record)
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
     for k, v in summary.items():
