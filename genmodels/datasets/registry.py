@@ -53,6 +53,8 @@ class DatasetCard:
     citation: str
     description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the data kind a task reads it as (``molecules``; ``""``: its name's own loader)
+    kind: str = ""
 
     def file(self, path: str) -> FileSpec:
         for f in self.files:
@@ -123,6 +125,7 @@ for _name, _sha, _desc in [
 register(
     DatasetCard(
         name="qm9",
+        kind="molecules",
         files=(
             FileSpec(
                 "graphs/DIG/qm9.csv",
@@ -143,6 +146,7 @@ register(
 register(
     DatasetCard(
         name="zinc250k",
+        kind="molecules",
         files=(
             FileSpec(
                 "graphs/zinc250k.csv",
@@ -164,6 +168,7 @@ register(
 register(
     DatasetCard(
         name="moses",
+        kind="molecules",
         files=(
             FileSpec(
                 "graphs/moses/train.csv.gz",
@@ -277,6 +282,13 @@ register(
         ),
     )
 )
+
+
+def dataset_kind(name: str) -> str:
+    """The registered data kind of ``name`` (``molecules`` for QM9, ZINC250k and MOSES;
+    ``""`` for any other name, e.g. generic graphs or a user's file)."""
+    card = REGISTRY.get(name)
+    return card.kind if card is not None else ""
 
 
 def data_dir() -> Path:

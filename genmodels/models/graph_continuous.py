@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from genmodels.datasets.registry import dataset_kind
 from genmodels.domains.graphs import corrupt_graph
 from genmodels.models.tasks.graphs import GraphTask
-from genmodels.models.tasks.molecules import MOLECULE_DATASETS, MoleculeTask
+from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.nets.graph import GDSS_NET_CONFIGS, GDSSNetConfig
 from genmodels.train.config import OptimConfig, TrainConfig
 
@@ -62,7 +63,7 @@ class GraphTaskConfig:
     whole_batches: ClassVar[bool] = True
 
     def task(self) -> GraphTask | MoleculeTask:
-        if self.dataset in MOLECULE_DATASETS:
+        if dataset_kind(self.dataset) == "molecules":
             return MoleculeTask(
                 self.dataset,
                 index_offset=self.index_offset,

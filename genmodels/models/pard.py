@@ -54,6 +54,7 @@ from flax import nnx
 
 from genmodels.core.partial_order import block_arrays
 from genmodels.core.types import Array, Context, State
+from genmodels.datasets.registry import dataset_kind
 from genmodels.domains.graphs import dense_to_pairs, graphs_to_adjacency, pairs_to_dense
 from genmodels.models.runner import (
     Runner,
@@ -64,7 +65,7 @@ from genmodels.models.runner import (
     task_samples,
 )
 from genmodels.models.tasks.graphs import GraphTask
-from genmodels.models.tasks.molecules import MOLECULE_DATASETS, MoleculeTask
+from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.nets.ppgn import PardNet, PPGNTransformerConfig, parallel_outputs, prefix_pool
 from genmodels.processes.discrete import DiscreteDiffusion
 from genmodels.samplers.blockwise import slot_block_sample, with_steps
@@ -130,7 +131,7 @@ class PardConfig:
         any other data set generic graphs, one node class and edge / no edge.
         ``train_graphs()`` returns ``(types [M, N] (-1: padding), bonds [M, N, N])``.
         """
-        if self.dataset in MOLECULE_DATASETS:
+        if dataset_kind(self.dataset) == "molecules":
             mol = MoleculeTask(self.dataset, **{k: getattr(self, k) for k in _MOLECULE_OPTIONS})
             return mol, mol.num_atom_types, 4, lambda: _typed_molecules(mol)
         # N and F of GDSS's dense arrays: PARD reads only the splits and the decoding

@@ -38,7 +38,7 @@ def _check_processes(processes: Mapping[str, Any]) -> list[str]:
         raise ValueError("processes is empty")
     for k in names:
         p = processes[k]
-        if not all(hasattr(p, a) for a in ("mask_id", "vocab_size", "schedule")):
+        if p.kind != "masked":
             raise TypeError(f"leaf {k!r}: the masked samplers need MaskedDiffusion processes")
     return names
 

@@ -103,13 +103,13 @@ def _prior_at_sigma(
     ctx: Context,
     sigma: float,
 ) -> State:
-    """Each leaf's prior at noise level ``sigma`` when its process can draw one
-    (``prior_at``, e.g. PFGM++), otherwise its plain ``prior``."""
+    """Each leaf's prior at noise level ``sigma`` for PFGM++ processes (``prior_at``),
+    otherwise its plain ``prior``."""
     keys = split_like(key, dict(processes))
     out = {}
     for k, p in processes.items():
         mask = get_mask(ctx, k)
-        if hasattr(p, "prior_at"):
+        if p.kind == "pfgmpp":
             out[k] = p.prior_at(keys[k], tuple(shapes[k]), sigma, mask=mask)
         else:
             out[k] = p.prior(keys[k], tuple(shapes[k]), mask=mask)

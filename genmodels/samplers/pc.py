@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from genmodels.core.masks import apply_masks
 from genmodels.core.types import Array, ConstrainFn, Context, State, identity_constrain
 from genmodels.processes.base import prior_state
+from genmodels.processes.sde import VPSDE, subVPSDE
 
 ScoreFn = Callable[[State, Array, Context], State]
 
@@ -107,8 +108,7 @@ class LangevinCorrector:
         if not self.per_example:
             g_norm = jnp.broadcast_to(jnp.mean(g_norm), (b,))
             z_norm = jnp.broadcast_to(jnp.mean(z_norm), (b,))
-        alpha_fn = getattr(process, "corrector_alpha", None)
-        alpha = jnp.ones_like(t) if alpha_fn is None else alpha_fn(t)
+        alpha = process.corrector_alpha(t)  # [B]: 1 - beta_i (VP-type), else 1
         # A fully padded example has zero norms: take no step instead of 0/0.
         safe = jnp.where(g_norm > 0, g_norm, 1.0)
         return jnp.where(g_norm > 0, 2.0 * alpha * (self.snr * z_norm / safe) ** 2, 0.0)
@@ -129,7 +129,7 @@ def _check_discretization(processes: Mapping[str, Any], steps: int) -> None:
     """Reverse diffusion and the Langevin corrector use the DDPM betas ``beta(t)/N``: with
     ``N = steps`` too small they reach 1 and ``sqrt(1 - beta)`` is NaN; say so instead."""
     for name, p in processes.items():
-        beta_max = getattr(p, "beta_max", None)
+        beta_max = p.beta_max if isinstance(p, VPSDE | subVPSDE) else None
         if beta_max is not None and beta_max / steps >= 1.0:
             raise ValueError(
                 f"leaf {name!r}: {steps} steps give a discrete beta of {beta_max / steps:.3g} >= 1 "
