@@ -1,8 +1,17 @@
-"""Image datasets: MNIST (IDX files), CIFAR-10 (python pickle batches), PNG folders,
-and pixel quantization for discrete models.
+"""Image datasets: MNIST (IDX files), CIFAR-10 (python pickle batches), a user's
+PNG / JPEG folder or ``.npz``, and pixel quantization for discrete models.
 
 Every loader returns uint8 pixels (0..255); :func:`load_images` gives any of them as
-``[N, H, W, C]``, the layout of :mod:`genmodels.domains.images`.
+``[N, H, W, C]``, the layout of :mod:`genmodels.domains.images`, and
+:func:`load_image_set` adds the class labels (:class:`ImageSet`).
+
+A user's data (``--dataset PATH``): a folder of ``.png`` / ``.jpg`` files, flat or one
+subfolder per class (``DIR/<class>/*.png``: labels ``0 .. C-1`` by sorted folder name),
+or an ``.npz`` with ``images`` uint8 [N, H, W, C] or [N, H, W] and optional ``labels``.
+Files whose size or channel count differs from the majority, and unreadable files, are
+skipped and counted in one warning; nothing readable is a one-line ``DataError``. The
+train / test split is :func:`genmodels.datasets.user.split_indices` of the good images
+(see :func:`load_image_set`).
 
 IDX (LeCun et al.): a big-endian header ``0x00 0x00 <type> <ndim>``, then ``ndim`` uint32
 sizes, then the values in C order. MNIST stores uint8 images ``[N, 28, 28]`` and uint8
@@ -12,37 +21,73 @@ labels ``[N]``; the files are gzipped (``*-ubyte.gz``, see the ``mnist`` card in
 CIFAR-10 "python version" (Krizhevsky 2009): each batch file is a pickled dict with
 ``b"data"`` uint8 [10000, 3072] and ``b"labels"`` (list of 0..9). A row holds the red,
 then green, then blue 32 x 32 plane, each in row-major order, i.e. ``[3, 32, 32]``
-channel-major; :func:`read_cifar_batch` transposes it to ``[32, 32, 3]``.
+channel-major; :func:`read_cifar_batch` transposes it to ``[32, 32, 3]``. The extracted
+batches lie in a folder the user controls, so they are read with
+:func:`genmodels.datasets.safe_pickle.safe_load`, which builds arrays, lists and strings
+only and refuses a file that asks for anything else (a crafted pickle runs no code).
 """
 
 from __future__ import annotations
 
 import gzip
-import pickle
+import hashlib
+import os
 import tarfile
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from genmodels.datasets.registry import REGISTRY, DatasetError, cache_dir, data_dir, fetch
+from genmodels.datasets.registry import (
+    REGISTRY,
+    DatasetError,
+    cache_dir,
+    data_dir,
+    fetch,
+    sha256sum,
+)
+from genmodels.datasets.safe_pickle import safe_load
+from genmodels.datasets.user import UserData, is_user_path, split_indices
+from genmodels.errors import DataError, MissingFileError
 
 __all__ = [
+    "CIFAR10_CLASSES",
     "CIFAR10_FOLDER",
     "CIFAR10_SPLITS",
     "IMAGE_DATASETS",
+    "IMAGE_SUFFIXES",
     "MNIST_SPLITS",
+    "ImageSet",
     "dequantize",
+    "image_source_stamp",
     "load_cifar10",
     "load_image_folder",
+    "load_image_set",
     "load_images",
     "load_mnist",
     "quantize",
     "read_cifar_batch",
     "read_idx",
+    "read_image_folder",
+    "read_image_npz",
+    "read_user_images",
 ]
 
-#: named image data sets of :func:`load_images` (anything else is a folder of PNGs)
+#: named image data sets of :func:`load_images` (anything else is a user folder or .npz)
 IMAGE_DATASETS = ("mnist", "cifar10")
+#: image files a user folder may hold
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_GRAY_MODES = ("1", "L", "LA")
+#: version of the cached decoded folders: bump when the conversion changes
+_FOLDER_VERSION = 1
+#: CIFAR-10 class names (``batches.meta``), by label
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 #: CIFAR-10 split -> batch files
 CIFAR10_SPLITS = {
     "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
@@ -159,14 +204,20 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
       ``(images, labels)``: uint8 [N, 32, 32, 3] (HWC, RGB) and uint8 [N].
 
     Raises:
-      DatasetError: unreadable file, missing keys or a wrong shape (named in the message).
+      DataError: not a pickle, truncated, or a pickle that asks for code (only arrays,
+        lists and strings are unpickled).
+      DatasetError: unopenable file, missing keys or a wrong shape (named in the message).
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            # the batches were pickled by Python 2: bytes keys and byte strings
-            d = pickle.load(f, encoding="bytes")
-    except (OSError, EOFError, pickle.UnpicklingError) as e:
+        # pickled by Python 2: bytes keys and byte strings; nothing but arrays, lists, strings
+        d = safe_load(
+            path,
+            encoding="bytes",
+            what="CIFAR-10 batch",
+            fix=f"Delete {path.parent} to extract the checksum-pinned archive again.",
+        )
+    except OSError as e:
         raise DatasetError(f"{path}: not a readable CIFAR-10 batch ({e})") from e
     if not isinstance(d, dict):
         raise DatasetError(f"{path}: a CIFAR-10 batch is a dict, got {type(d).__name__}")
@@ -238,83 +289,299 @@ def load_cifar10(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)
 
 
-# ---------------------------------------------------------------------- folders
+# ---------------------------------------------------------------------- user data
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with their class labels, as :func:`load_image_set` gives them.
+
+    Attributes:
+      images: uint8 [N, H, W, C].
+      labels: int64 [N] class indices, or ``None`` (a flat folder, an ``.npz`` without
+        ``labels``); kept for class-conditional models.
+      class_names: the name of each class index (sorted class subfolder names, an
+        ``.npz``'s ``class_names``, or the indices as text); ``()`` without labels.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    class_names: tuple[str, ...] = ()
+
+    def subset(self, idx: np.ndarray) -> ImageSet:
+        """The images (and labels) at ``idx``."""
+        labels = None if self.labels is None else self.labels[idx]
+        return ImageSet(self.images[idx], labels, self.class_names)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, hidden ones left out), sorted by path."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    )
+
+
+def image_source_stamp(path: str | Path) -> str:
+    """A digest of a user image source for cache keys: an ``.npz`` file's sha256, or a
+    folder's image files' relative names, sizes and modification times (cheap to take
+    for thousands of PNGs; any edit, addition or removal changes it).
+
+    Args:
+      path: an ``.npz`` file or a folder of images.
+
+    Returns:
+      A hex digest.
+    """
+    path = Path(path).expanduser().resolve()
+    if path.is_file():
+        return sha256sum(path)
+    h = hashlib.sha256()
+    for p in _image_files(path):
+        st = p.stat()
+        h.update(f"{p.relative_to(path).as_posix()}:{st.st_size}:{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _decode(path: Path) -> np.ndarray:
+    """uint8 [H, W] (gray-scale modes) or [H, W, 3] (anything else, converted to RGB)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode.startswith(("I", "F")):  # 16-bit / float pixels: no lossless uint8
+            raise ValueError(f"{im.mode} pixels; save it with 8-bit channels")
+        return np.asarray(im.convert("L" if im.mode in _GRAY_MODES else "RGB"), np.uint8)
+
+
+def _convert_folder(folder: Path, files: list[Path]) -> dict[str, np.ndarray]:
+    """Decode ``files``; keep the majority size and channel count (module docstring)."""
+    from PIL import UnidentifiedImageError
+
+    decoded, skipped = {}, []
+    for p in tqdm(files, desc=f"reading {folder.name}", unit="img", leave=False):
+        try:
+            decoded[p] = _decode(p)
+        except (OSError, ValueError, SyntaxError, UnidentifiedImageError) as e:
+            skipped.append(f"{p.relative_to(folder)} (unreadable: {e})")
+    sizes = Counter(a.shape[:2] for a in decoded.values())
+    (h, w), _ = sizes.most_common(1)[0] if sizes else ((0, 0), 0)
+    same = [a.ndim == 2 for a in decoded.values() if a.shape[:2] == (h, w)]
+    gray = sum(same) > len(same) - sum(same)  # colour wins ties: gray -> RGB is lossless
+    keep = []
+    for p, a in decoded.items():
+        if a.shape[:2] != (h, w):
+            skipped.append(
+                f"{p.relative_to(folder)} ({a.shape[0]} x {a.shape[1]}, not {h} x {w} H x W)"
+            )
+        elif gray and a.ndim == 3:
+            skipped.append(f"{p.relative_to(folder)} (colour among gray-scale images)")
+        else:
+            keep.append((p, a if gray or a.ndim == 3 else np.repeat(a[..., None], 3, -1)))
+    images = np.zeros((len(keep), h, w, 1 if gray else 3), np.uint8)
+    for i, (_, a) in enumerate(keep):
+        images[i] = a[..., None] if gray else a
+    rel = [p.relative_to(folder).parts for p, _ in keep]
+    classes = sorted({r[0] for r in rel}) if rel and all(len(r) > 1 for r in rel) else []
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[r[0]] for r in rel] if classes else [], np.int64)
+    return {
+        "images": images,
+        "labels": labels,
+        "class_names": np.array(classes, str),
+        "skipped": np.array(skipped, str),
+    }
+
+
+def read_image_folder(path: str | Path) -> ImageSet:
+    """The PNG / JPEG images under a folder (recursively, sorted by path).
+
+    A folder whose images all lie in subfolders (``DIR/<class>/*.png``) is labelled by
+    them: the sorted subfolder names are classes ``0 .. C-1``. Images are gray-scale
+    (``C = 1``) when most files of the common size are (PIL modes ``1``, ``L``, ``LA``;
+    colour files among them are skipped), otherwise RGB (``C = 3``; gray files repeated to
+    three channels, alpha and palettes dropped by PIL's conversion). Files of another size
+    than the most common one, and unreadable files, are skipped and counted in one
+    warning naming the first few. The decoded arrays are cached under
+    :func:`~genmodels.datasets.registry.cache_dir` (``images/``), keyed by
+    :func:`image_source_stamp`; the warning repeats on every load.
+
+    Args:
+      path: a folder of ``.png`` / ``.jpg`` / ``.jpeg`` files.
+
+    Returns:
+      The :class:`ImageSet` (``labels`` ``None`` for a flat folder).
+
+    Raises:
+      MissingFileError: no such folder.
+      DataError: no image files, or none readable.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise MissingFileError(f"{folder} is not a folder of PNG / JPEG images")
+    files = _image_files(folder)
+    if not files:
+        raise DataError(f"{folder}: no {' / '.join(IMAGE_SUFFIXES)} files found")
+    key = f"{_FOLDER_VERSION}:{folder.resolve()}:{image_source_stamp(folder)}"
+    cpath = cache_dir() / "images" / f"folder-{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+    arrays = None
+    if cpath.is_file():
+        try:
+            with np.load(cpath, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files} if str(z["key"]) == key else None
+        except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt
+            warnings.warn(f"ignoring unreadable image cache {cpath}: {e}", stacklevel=2)
+    if arrays is None:
+        arrays = _convert_folder(folder, files)
+        try:
+            cpath.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cpath.parent, suffix=".npz", delete=False) as f:
+                np.savez(f, key=np.array(key), **arrays)
+            os.replace(f.name, cpath)
+        except OSError:
+            pass  # a read-only cache: convert again next time
+    skipped, n = [str(s) for s in arrays["skipped"]], len(arrays["images"])
+    if n == 0:
+        raise DataError(f"{folder}: no readable image among {len(files)} files: {skipped[0]}")
+    if skipped:
+        warnings.warn(
+            f"{folder}: skipped {len(skipped)} of {len(files)} image files: "
+            + "; ".join(skipped[:5])
+            + (" ..." if len(skipped) > 5 else ""),
+            stacklevel=2,
+        )
+    names = tuple(str(c) for c in arrays["class_names"])
+    return ImageSet(arrays["images"], arrays["labels"] if names else None, names)
 
 
 def load_image_folder(path: str | Path) -> np.ndarray:
-    """All PNG images under a folder (recursively, sorted by path), as one array.
+    """The images of :func:`read_image_folder`, uint8 [N, H, W, C]."""
+    return read_image_folder(path).images
 
-    Gray-scale files (PIL modes ``L`` and ``1``) give ``C = 1`` when every file is
-    gray-scale; otherwise every image is converted to RGB (``C = 3``; alpha and palettes
-    are dropped by PIL's conversion).
+
+def read_image_npz(path: str | Path) -> ImageSet:
+    """A user's ``.npz`` of images: ``images`` uint8 [N, H, W, C] (C = 1 or 3) or
+    [N, H, W] (gray-scale), optional ``labels`` (integers >= 0, [N]) and ``class_names``.
 
     Args:
-      path: a folder of ``*.png`` files, all of the same height and width.
+      path: the file (read with ``allow_pickle=False``).
 
     Returns:
-      uint8 [N, H, W, C].
+      The :class:`ImageSet` (class names ``"0" .. "K-1"`` for labels without names).
 
     Raises:
-      DatasetError: not a folder, no PNG files, an unreadable file, or a file whose size
-        differs from the first one (the message names both).
+      MissingFileError: no such file.
+      DataError: not an ``.npz``, no ``images``, a wrong dtype or shape, or labels that
+        do not match (the message says what to change).
     """
-    from PIL import Image, UnidentifiedImageError
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in ("images", "labels", "class_names")}
+            keys = list(z.files)
+    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a bad file
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    x = arrays.get("images")
+    if x is None:
+        raise DataError(f"{path}: no 'images' array (it holds {keys}); save uint8 [N, H, W, C]")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or not len(x):
+        hint = " (channels first? use x.transpose(0, 2, 3, 1))" if x.ndim == 4 else ""
+        raise DataError(f"{path}: 'images' is {x.shape}, expected [N, H, W, C] with C 1 or 3{hint}")
+    if x.dtype != np.uint8:
+        if x.dtype.kind not in "iu" or x.min() < 0 or x.max() > 255:
+            raise DataError(f"{path}: 'images' is {x.dtype}; save uint8 pixels 0..255")
+        x = x.astype(np.uint8)
+    y, names = arrays.get("labels"), tuple(str(c) for c in arrays.get("class_names", ()))
+    if y is not None:
+        if y.shape != (len(x),) or y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
+            raise DataError(
+                f"{path}: 'labels' is {y.dtype} {y.shape}; expected integers >= 0 of shape "
+                f"[{len(x)}], one per image"
+            )
+        y = y.astype(np.int64)
+        k = int(y.max()) + 1
+        if names and len(names) < k:
+            raise DataError(f"{path}: labels go up to {k - 1} but only {len(names)} class_names")
+        names = names or tuple(str(i) for i in range(k))
+    return ImageSet(x, y, names if y is not None else ())
 
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise DatasetError(f"{folder} is not a folder of PNG images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
-    if not files:
-        raise DatasetError(f"{folder}: no .png files found")
-    modes, size = [], None
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                modes.append(im.mode)
-                if size is None:
-                    size, first = im.size, p
-                elif im.size != size:
-                    raise DatasetError(
-                        f"{p}: image is {im.size[0]} x {im.size[1]} (W x H) but {first} and the "
-                        f"images before it are {size[0]} x {size[1]}; all images in {folder} "
-                        "must have the same size"
-                    )
-        except (OSError, UnidentifiedImageError) as e:
-            raise DatasetError(f"{p}: not a readable PNG image ({e})") from e
-    gray = all(m in ("L", "1") for m in modes)
-    out = np.empty((len(files), size[1], size[0], 1 if gray else 3), np.uint8)
-    for i, p in enumerate(files):
-        with Image.open(p) as im:
-            a = np.asarray(im.convert("L" if gray else "RGB"), np.uint8)
-        out[i] = a[..., None] if gray else a
-    return out
 
-
-def load_images(name_or_path: str | Path, split: str = "train") -> np.ndarray:
-    """Images of a named data set or a PNG folder, uint8 [N, H, W, C].
-
-    Args:
-      name_or_path: ``mnist`` (C = 1), ``cifar10`` (C = 3) or a folder of PNG images; a
-        folder with a subfolder named ``split`` reads that subfolder, otherwise the whole
-        folder (every split is then the same images).
-      split: ``train`` or ``test``.
-
-    Returns:
-      uint8 [N, H, W, C].
+def read_user_images(path: str | Path) -> ImageSet:
+    """All images of a user's ``.npz`` file or image folder (:func:`read_image_npz`,
+    :func:`read_image_folder`).
 
     Raises:
-      DatasetError: unknown name that is not a folder, or the loader's errors.
+      MissingFileError: no such file or folder.
+      DataError: a file that is no ``.npz``, or the readers' errors.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return read_image_folder(p)
+    if not p.exists():
+        raise MissingFileError(f"{p}: no such image folder or .npz file")
+    if p.suffix.lower() != ".npz":
+        raise DataError(f"{p}: images are read from a folder of PNG / JPEG files or an .npz")
+    return read_image_npz(p)
+
+
+def load_image_set(
+    name_or_path: str | Path, split: str = "train", data: UserData | None = None
+) -> ImageSet:
+    """Images and labels of a named data set or a user's folder / ``.npz``.
+
+    A user path is split deterministically by
+    :func:`~genmodels.datasets.user.split_indices` (``data.test_fraction``,
+    ``data.split_seed``), unless a split is given as a file (``data.train_file`` /
+    ``data.test_file``: read whole; the path then serves whole as the other split) or the
+    folder has ``train/`` and ``test/`` subfolders (read as they are).
+
+    Args:
+      name_or_path: ``mnist`` (C = 1), ``cifar10`` (C = 3), a folder of images (flat or
+        class subfolders) or an ``.npz`` (:func:`read_image_npz`).
+      split: ``train`` or ``test``.
+      data: options of a user path (default :class:`~genmodels.datasets.user.UserData`).
+
+    Returns:
+      The split's :class:`ImageSet`.
+
+    Raises:
+      DatasetError: an unknown name that is no path, or the named loaders' errors.
+      MissingFileError, DataError: the user readers' errors, or an unknown split.
     """
     name = str(name_or_path)
     if name == "mnist":
-        return load_mnist(split)[0][..., None]
+        x, y = load_mnist(split)
+        return ImageSet(x[..., None], y.astype(np.int64), tuple(str(i) for i in range(10)))
     if name == "cifar10":
-        return load_cifar10(split)[0]
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        sub = folder / split
-        return load_image_folder(sub if sub.is_dir() else folder)
-    raise DatasetError(
-        f"unknown image data set {name!r}: choose one of {list(IMAGE_DATASETS)} or give a "
-        "folder of PNG images"
-    )
+        x, y = load_cifar10(split)
+        return ImageSet(x, y.astype(np.int64), CIFAR10_CLASSES)
+    path = Path(name).expanduser()
+    if not path.exists() and not is_user_path(name):
+        raise DatasetError(
+            f"unknown image data set {name!r}: choose one of {list(IMAGE_DATASETS)} or give a "
+            "folder of PNG / JPEG images or an .npz"
+        )
+    if split not in ("train", "test"):
+        raise DataError(f"{path}: unknown split {split!r}; choose train or test")
+    data = data or UserData()
+    own, other = (data.train_file, data.test_file)[:: 1 if split == "train" else -1]
+    if own or other:
+        return read_user_images(own or path)
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        return read_image_folder(path / split)
+    whole = read_user_images(path)
+    train, test = split_indices(len(whole.images), data.test_fraction, data.split_seed)
+    return whole.subset(train if split == "train" else test)
+
+
+def load_images(
+    name_or_path: str | Path, split: str = "train", data: UserData | None = None
+) -> np.ndarray:
+    """The images of :func:`load_image_set`, uint8 [N, H, W, C]."""
+    return load_image_set(name_or_path, split, data).images

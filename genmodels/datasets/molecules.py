@@ -28,6 +28,17 @@ GDSS (``utils/data_loader_mol.py``, ``utils/mol_utils.py::load_smiles``) and PAR
 ids as 0-based rows without the -1, so their test set is every MoFlow test molecule's
 successor in file order; both are random 10% splits of the same size. Pass
 ``index_offset=0`` to reproduce GDSS's sets exactly.
+
+A user's own file (``--dataset PATH``, :func:`load_user_molecules`): a ``.csv`` /
+``.csv.gz`` with a SMILES column or a ``.smi`` / ``.smiles`` / ``.txt`` file with one
+SMILES a line. Its vocabulary (the elements present, by atomic number) and padded size (the
+largest molecule, or ``--max-atoms``) come from the data; unreadable molecules are skipped
+and named by their line in one warning; the split is
+:func:`~genmodels.datasets.user.split_indices` of the good molecules (or
+``--train-file`` / ``--test-file``). Formal charges are dropped by the encoding and come
+back only through GDSS's charge rule when decoding (N+, O+, S+ where a valence needs it;
+see :mod:`genmodels.domains.molecules`), so the vocabulary holds elements, not charged
+species, and an anion is generated in its neutral form.
 """
 
 from __future__ import annotations
@@ -40,7 +51,8 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,32 +62,42 @@ from rdkit.rdBase import BlockLogs
 from tqdm.auto import tqdm
 
 from genmodels.datasets.registry import REGISTRY, DatasetError, cache_dir, fetch, sha256sum
+from genmodels.datasets.user import UserData, split_indices
+from genmodels.domains.files import check_file, read_text
 from genmodels.domains.molecules import (
     MOSES_ATOMS,
     QM9_ATOMS,
     ZINC_ATOMS,
     MoleculeDomain,
+    check_smiles,
     mol_to_graph,
 )
+from genmodels.errors import DataError, MissingFileError, UsageError
 
 __all__ = [
     "MOSES_MAX_ATOMS",
     "QM9_MAX_ATOMS",
+    "USER_MAX_ATOMS",
     "ZINC_MAX_ATOMS",
     "MoleculeDataset",
     "load_molecule_csv",
     "load_moses",
     "load_qm9",
+    "load_user_molecules",
     "load_zinc250k",
     "moses_smiles",
     "read_smiles_column",
+    "read_user_smiles",
     "split_rows",
+    "user_molecule_vocab",
 ]
 
 #: GDSS ``max_node_num`` for QM9 and ZINC250k; the largest MOSES molecule has 27 heavy atoms.
 QM9_MAX_ATOMS = 9
 ZINC_MAX_ATOMS = 38
 MOSES_MAX_ATOMS = 27
+#: the most heavy atoms a molecule of a user file may have (atom indices are stored as int8)
+USER_MAX_ATOMS = 127
 
 # Bump when the cached arrays change meaning.
 _CACHE_VERSION = 1
@@ -170,8 +192,8 @@ class MoleculeDataset:
 
 def _open_text(path: Path):
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def read_smiles_column(path: str | Path, column: str = "smiles") -> list[str]:
@@ -189,20 +211,31 @@ def read_smiles_column(path: str | Path, column: str = "smiles") -> list[str]:
       One string per data row (empty string for an empty cell or a short row).
 
     Raises:
-      DatasetError: no header, or no column of that name.
+      MissingFileError: no such file.
+      DataError: an empty, binary, non-UTF-8 or corrupt (gzip) file, no header, no column
+        of that name, no data row, or no cell that is a SMILES string
+        (:func:`~genmodels.domains.molecules.check_smiles`).
     """
-    path = Path(path)
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetError(f"{path} is empty: no header line") from None
-        names = [h.strip().lower() for h in header]
-        if column.lower() not in names:
-            raise DatasetError(f"{path}: no column {column!r} in header {header}")
-        c = names.index(column.lower())
-        return [(r[c].strip() if len(r) > c else "") for r in reader]
+    path = check_file(path)
+    want = f"a csv with a header line and a {column!r} column"
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path} holds no samples (no header line); expected {want}")
+            names = [h.strip().lower() for h in header]
+            if column.lower() not in names:
+                shown = ", ".join(repr(h[:20]) for h in header[:8])
+                raise DataError(f"{path}: no {column!r} column (header: {shown}); expected {want}")
+            c = names.index(column.lower())
+            rows = [(r[c].strip() if len(r) > c else "") for r in reader]
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError, zlib.error) as e:
+        why = str(e).splitlines()[0][:60] if str(e) else ""
+        raise DataError(
+            f"{path} is not a readable csv text file ({type(e).__name__}: {why}); expected {want}"
+        ) from None
+    return check_smiles(rows, path, unit="data row")
 
 
 def split_rows(ids: Sequence[int | str], num_rows: int, index_offset: int = 1) -> np.ndarray:
@@ -237,8 +270,25 @@ def _summary(kind: str, source: str, rows: list[int]) -> str:
     return f"{source}: skipped {len(rows)} {noun} ({kind}); data rows (0-based) {shown}{more}"
 
 
-def _convert(smiles: list[str], domain: MoleculeDomain, source: str) -> dict:
-    """Convert SMILES rows to arrays; returns the cache payload."""
+def _line_summary(bad: dict[str, list[int]], lines: Sequence[int]) -> str:
+    """``"invalid SMILES: lines 4, 9; ..."``: each reason with its first few file lines."""
+    parts = []
+    for kind, rows in bad.items():
+        if rows:
+            shown = ", ".join(str(lines[r]) for r in rows[:5])
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            parts.append(f"{kind}: line{'s' if len(rows) > 1 else ''} {shown}{more}")
+    return "; ".join(parts)
+
+
+def _convert(
+    smiles: list[str], domain: MoleculeDomain, source: str, lines: Sequence[int] | None = None
+) -> dict:
+    """Convert SMILES rows to arrays; returns the cache payload.
+
+    ``lines`` (a user file: the 1-based line of each entry) gives one warning naming the
+    lines of the skipped molecules (and ``summary``, its reasons) instead of one per
+    reason naming 0-based data rows."""
     n = domain.max_atoms
     types_l, edges_l, ptr, rows, can = [], [], [0], [], []
     bad: dict[str, list[int]] = {"invalid SMILES": [], "element outside the vocabulary": []}
@@ -270,7 +320,15 @@ def _convert(smiles: list[str], domain: MoleculeDomain, source: str) -> dict:
             rows.append(r)
             can.append(Chem.MolToSmiles(mol))
     messages = [_summary(k, source, v) for k, v in bad.items() if v]
+    extra = {}
+    if lines is not None:
+        extra["summary"] = _line_summary(bad, lines)
+        n_bad = sum(len(v) for v in bad.values())
+        noun = "molecule" if len(smiles) == 1 else "molecules"
+        head = f"{source}: skipped {n_bad} of {len(smiles)} {noun}"
+        messages = [f"{head} ({extra['summary']})"] if n_bad else []
     return {
+        **extra,
         "types": np.stack(types_l) if types_l else np.zeros((0, n), np.int8),
         "edges": np.concatenate(edges_l) if edges_l else np.zeros((0, 3), np.int8),
         "edge_ptr": np.asarray(ptr, np.int64),
@@ -291,50 +349,49 @@ def _cache_path(tag: str, path: Path, sha: str | None, domain: MoleculeDomain, l
     return cache_dir() / "molecules" / f"{tag}-{digest}.npz"
 
 
-def _load_converted(
-    tag: str, path: Path, sha: str | None, column: str, domain: MoleculeDomain, limit: int | None
-) -> dict:
-    """Cached conversion of a SMILES file; warnings about skipped rows are repeated."""
-    cpath = _cache_path(tag, path, sha, domain, limit)
-    payload = None
+_ARRAYS = ("types", "edges", "edge_ptr", "rows")
+
+
+def _cached_payload(cpath: Path, build: Callable[[], dict]) -> dict:
+    """The conversion payload stored at ``cpath``, or ``build()`` stored there (its arrays
+    :data:`_ARRAYS` and ``smiles``; every other entry as JSON)."""
     if cpath.exists():
         try:
             with np.load(cpath, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                payload = {
-                    "types": z["types"],
-                    "edges": z["edges"],
-                    "edge_ptr": z["edge_ptr"],
-                    "rows": z["rows"],
-                    "smiles": z["smiles"].tobytes().decode(),
-                    **meta,
-                }
+                arrays = {k: z[k] for k in _ARRAYS}
+                return {**arrays, "smiles": z["smiles"].tobytes().decode(), **meta}
         except Exception as e:  # noqa: BLE001 - a broken cache is rebuilt
-            warnings.warn(f"ignoring unreadable cache {cpath}: {e}", stacklevel=3)
-            payload = None
-    if payload is None:
+            warnings.warn(f"ignoring unreadable cache {cpath}: {e}", stacklevel=4)
+    payload = build()
+    cpath.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v for k, v in payload.items() if k not in (*_ARRAYS, "smiles")}
+    fd, tmp = tempfile.mkstemp(dir=cpath.parent, suffix=".npz.part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                **{k: payload[k] for k in _ARRAYS},
+                smiles=np.frombuffer(payload["smiles"].encode(), np.uint8),
+                meta=np.asarray(json.dumps(meta)),
+            )
+        os.replace(tmp, cpath)  # atomic: a concurrent reader never sees half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return payload
+
+
+def _load_converted(
+    tag: str, path: Path, sha: str | None, column: str, domain: MoleculeDomain, limit: int | None
+) -> dict:
+    """Cached conversion of a SMILES file; warnings about skipped rows are repeated."""
+
+    def build() -> dict:
         smiles = read_smiles_column(path, column)
-        if limit is not None:
-            smiles = smiles[:limit]
-        payload = _convert(smiles, domain, str(path))
-        cpath.parent.mkdir(parents=True, exist_ok=True)
-        meta = {k: payload[k] for k in ("skipped", "messages", "num_rows")}
-        fd, tmp = tempfile.mkstemp(dir=cpath.parent, suffix=".npz.part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    types=payload["types"],
-                    edges=payload["edges"],
-                    edge_ptr=payload["edge_ptr"],
-                    rows=payload["rows"],
-                    smiles=np.frombuffer(payload["smiles"].encode(), np.uint8),
-                    meta=np.asarray(json.dumps(meta)),
-                )
-            os.replace(tmp, cpath)  # atomic: a concurrent reader never sees half a file
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        return _convert(smiles[:limit] if limit is not None else smiles, domain, str(path))
+
+    payload = _cached_payload(_cache_path(tag, path, sha, domain, limit), build)
     for msg in payload["messages"]:
         warnings.warn(msg, stacklevel=3)
     return payload
@@ -522,3 +579,246 @@ def moses_smiles(split: str = "train") -> list[str]:
     """
     _check_moses_split(split)
     return read_smiles_column(fetch("moses", f"graphs/moses/{split}.csv.gz"), "SMILES")
+
+
+# ------------------------------------------------------------------ a user's own file
+
+_EXPECTED = (
+    "a .smi/.smiles/.txt file with one SMILES a line, or a .csv/.csv.gz file with a header "
+    "line and a SMILES column"
+)
+# every element, by atomic number: the vocabulary a user file is first read with
+_ELEMENTS = tuple(Chem.GetPeriodicTable().GetElementSymbol(z) for z in range(1, 119))
+
+
+def _data_file(path: str | Path, option: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a molecule file" if path.is_dir() else "does not exist"
+        raise MissingFileError(f"{option} {path} {what}; expected {_EXPECTED}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty; expected {_EXPECTED}")
+    return path
+
+
+def _read_user_csv(path: Path, column: str | None) -> tuple[list[str], list[int]]:
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = next(reader, None) or []
+            names = [h.strip() for h in header]
+            want = (column or "").lower()
+            match = [
+                i
+                for i, h in enumerate(names)
+                if (h.lower() == want if column else "smiles" in h.lower())
+            ]
+            if not match:
+                what = f"no column {column!r}" if column else 'no column named like "smiles"'
+                shown = ", ".join(repr(h[:20]) for h in names[:12]) or "none"
+                raise DataError(f"{path}: {what} (columns: {shown}); pass --smiles-column NAME")
+            c, smiles, lines = match[0], [], []
+            for row in reader:
+                if any(cell.strip() for cell in row):  # a blank line is no molecule
+                    smiles.append(row[c].strip() if len(row) > c else "")
+                    lines.append(reader.line_num)  # 1-based line (header = line 1)
+    except (UnicodeDecodeError, csv.Error, OSError, EOFError, zlib.error) as e:
+        why = str(e).splitlines()[0][:60] if str(e) else ""
+        raise DataError(
+            f"{path} is not a readable csv text file ({type(e).__name__}: {why}); "
+            f"expected {_EXPECTED}"
+        ) from None
+    return smiles, lines
+
+
+def read_user_smiles(
+    path: str | Path, column: str | None = None, option: str = "--dataset"
+) -> tuple[list[str], list[int]]:
+    """The SMILES of a user's molecule file with the line each comes from.
+
+    ``.csv`` / ``.csv.gz``: a header line, then one molecule a row; the SMILES column is
+    ``column`` (case-insensitive) or else the first whose name contains "smiles"
+    (case-insensitive); blank lines are skipped. Other suffixes (``.smi``, ``.smiles``,
+    ``.txt``): one SMILES a line, optionally followed by whitespace and a name; blank lines,
+    lines starting with ``#`` and a first line whose first field is ``smiles`` (a header)
+    are skipped. Nothing is parsed here.
+
+    Args:
+      path: the file.
+      column: the csv's SMILES column (``None``: the first named like "smiles").
+      option: the option that named the file, for the messages.
+
+    Returns:
+      ``(smiles, lines)``: the entries (``""`` for an empty csv cell) and the 1-based line
+      of the file each comes from (for a csv, a record's last line).
+
+    Raises:
+      MissingFileError: no such file.
+      DataError: an empty, binary or undecodable file, no SMILES column (the message
+        lists the columns), or no entry at all.
+    """
+    path = _data_file(path, option)
+    if path.name.lower().endswith((".csv", ".csv.gz")):
+        smiles, lines = _read_user_csv(path, column)
+    else:
+        smiles, lines = [], []
+        text = read_text(path, _EXPECTED).replace("\r\n", "\n").replace("\r", "\n")
+        for i, line in enumerate(text.split("\n"), start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            if not smiles and fields[0].lower() == "smiles":
+                continue  # a header line
+            smiles.append(fields[0])
+            lines.append(i)
+    if not smiles:
+        raise DataError(f"{path} holds no SMILES (only blank, comment or header lines)")
+    return smiles, lines
+
+
+def _derive(smiles: list[str], lines: list[int], source: str, max_atoms: int | None) -> dict:
+    """Convert with every element allowed, then keep the elements present (by atomic
+    number) as the vocabulary and the largest molecule (or ``max_atoms``) as the width."""
+    payload = _convert(
+        smiles, MoleculeDomain(_ELEMENTS, max_atoms or USER_MAX_ATOMS), source, lines
+    )
+    types = payload["types"]
+    present = np.unique(types[types >= 0])  # indices into _ELEMENTS: by atomic number
+    remap = np.full(len(_ELEMENTS), -1, np.int8)
+    remap[present] = np.arange(len(present))
+    types = np.where(types >= 0, remap[np.maximum(types, 0)], -1).astype(np.int8)
+    width = max_atoms or max(int((types >= 0).sum(1).max(initial=0)), 1)
+    atoms = [_ELEMENTS[i] for i in present]
+    return {**payload, "types": types[:, :width], "atoms": atoms, "max_atoms": width}
+
+
+def _user_payload(
+    path: Path, data: UserData, domain: MoleculeDomain | None, option: str = "--dataset"
+) -> dict:
+    """Cached conversion of one user file: with a vocabulary derived from it (``domain``
+    ``None``) or with a given one (a test file read with the training vocabulary)."""
+    from genmodels.metrics.cache import file_sha256
+
+    path = _data_file(path, option)
+    vocab = None if domain is None else [list(domain.atoms), domain.max_atoms]
+    key = [_CACHE_VERSION, "user", file_sha256(path), path.stat().st_size]
+    key += [data.smiles_column, data.max_atoms, vocab]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
+
+    def build() -> dict:
+        smiles, lines = read_user_smiles(path, data.smiles_column, option)
+        if domain is None:
+            return _derive(smiles, lines, str(path), data.max_atoms)
+        return _convert(smiles, domain, str(path), lines)
+
+    payload = _cached_payload(cache_dir() / "molecules" / f"user-{digest}.npz", build)
+    if not len(payload["rows"]):
+        fits = "" if domain is None else f" with the training elements {', '.join(domain.atoms)}"
+        raise DataError(
+            f"{path}: no molecule{fits} in {payload['num_rows']} entries "
+            f"({payload['summary']}); expected {_EXPECTED}"
+        )
+    return payload
+
+
+def _check_data(data: UserData | None) -> UserData:
+    data = data or UserData()
+    if data.max_atoms is not None and data.max_atoms > USER_MAX_ATOMS:
+        raise UsageError(f"--max-atoms may be at most {USER_MAX_ATOMS}, got {data.max_atoms}")
+    return data
+
+
+def user_molecule_vocab(
+    path: str | Path, data: UserData | None = None
+) -> tuple[tuple[str, ...], int]:
+    """The vocabulary and padded size a user's molecule file gives (cheap after the first
+    conversion, which is cached): the elements of its good molecules by atomic number and
+    their largest heavy-atom count (or ``data.max_atoms``). With ``data.train_file`` that
+    file is the one read.
+
+    Args:
+      path: the ``--dataset`` file.
+      data: the user data options (default: ``UserData()``).
+
+    Returns:
+      ``(atoms, max_atoms)``, e.g. ``(("C", "N", "O", "S", "Cl"), 27)``.
+
+    Raises:
+      MissingFileError, DataError: see :func:`load_user_molecules`.
+    """
+    data = _check_data(data)
+    option = "--train-file" if data.train_file else "--dataset"
+    payload = _user_payload(Path(data.train_file or path), data, None, option)
+    return tuple(payload["atoms"]), int(payload["max_atoms"])
+
+
+def load_user_molecules(path: str | Path, data: UserData | None = None) -> MoleculeDataset:
+    """A user's molecule file (``--dataset PATH``) as a :class:`MoleculeDataset`.
+
+    The file is read by :func:`read_user_smiles` and converted as the benchmarks are
+    (:func:`genmodels.domains.molecules.mol_to_graph`: Kekule bonds, implicit hydrogens,
+    charges dropped). Its vocabulary is the elements of its good molecules ordered by
+    atomic number, its padded size their largest heavy-atom count (or ``data.max_atoms``).
+    Molecules RDKit cannot parse, or with more than ``data.max_atoms`` heavy atoms, are
+    skipped and counted in ``skipped``, with one warning naming their first lines. The
+    conversion is cached under ``cache_dir()/molecules`` keyed by the file's sha256 and
+    the options.
+
+    Splits: :func:`~genmodels.datasets.user.split_indices` of the good molecules
+    (``data.test_fraction``, ``data.split_seed``). ``data.train_file`` / ``data.test_file``
+    replace a split by a whole file (the other split is then all of ``path``, unless both
+    are given); the vocabulary and size are the training file's, and test molecules with
+    other elements or more atoms are skipped and counted (``skipped["test: ..."]``).
+
+    Args:
+      path: the ``.csv``, ``.csv.gz``, ``.smi``, ``.smiles`` or ``.txt`` file.
+      data: the user data options (default: ``UserData()``).
+
+    Returns:
+      The dataset, named by the file; ``rows`` are entry numbers within each file.
+
+    Raises:
+      MissingFileError: no such file.
+      DataError: an unreadable file, no SMILES column, no good molecule (one line naming
+        the file and why, with lines), or fewer than 2 good molecules to split.
+      UsageError: ``data.max_atoms`` above :data:`USER_MAX_ATOMS`.
+    """
+    data = _check_data(data)
+    path = Path(path)
+    train_src = Path(data.train_file or path)
+    option = "--train-file" if data.train_file else "--dataset"
+    train = _user_payload(train_src, data, None, option)
+    domain = MoleculeDomain(tuple(train["atoms"]), int(train["max_atoms"]))
+    parts, skipped = [train], dict(train["skipped"])
+    for msg in train["messages"]:
+        warnings.warn(msg, stacklevel=2)
+    n_train = len(train["rows"])
+    if data.train_file or data.test_file:
+        test_src = Path(data.test_file or path)
+        option = "--test-file" if data.test_file else "--dataset"
+        test = _user_payload(test_src, data, domain, option)
+        for msg in test["messages"]:
+            warnings.warn(msg, stacklevel=2)
+        skipped.update({f"test: {k}": v for k, v in test["skipped"].items()})
+        parts.append(test)
+        train_idx = np.arange(n_train)
+        test_idx = n_train + np.arange(len(test["rows"]))
+    else:
+        if n_train < 2:
+            raise DataError(f"{train_src}: 1 good molecule; a train/test split needs at least 2")
+        train_idx, test_idx = split_indices(n_train, data.test_fraction, data.split_seed)
+    offsets = np.cumsum([0] + [len(p["edges"]) for p in parts[:-1]])
+    return MoleculeDataset(
+        name=path.name,
+        domain=domain,
+        smiles=[s for p in parts for s in p["smiles"].split("\n")],
+        rows=np.concatenate([p["rows"] for p in parts]),
+        types=np.concatenate([p["types"] for p in parts]),
+        edge_ptr=np.concatenate(
+            [parts[0]["edge_ptr"][:1]] + [p["edge_ptr"][1:] + o for p, o in zip(parts, offsets)]
+        ),
+        edges=np.concatenate([p["edges"] for p in parts]),
+        train_idx=train_idx,
+        test_idx=test_idx,
+        skipped=skipped,
+    )

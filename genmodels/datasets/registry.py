@@ -22,8 +22,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from genmodels.errors import GenmodelsError
 
-class DatasetError(RuntimeError):
+
+class DatasetError(GenmodelsError, RuntimeError):
     """A dataset file is missing, corrupt or unreadable; the message says how to fix it."""
 
 
@@ -277,8 +279,10 @@ register(
         notes=(
             "Loaders read the extracted folder cifar10/cifar-10-batches-py (data_batch_1..5, "
             "test_batch); when it is absent the archive above is fetched and extracted.",
-            "The batches are Python pickles: pickles run code when loaded, so only load "
-            "files from a trusted source (the archive's checksum is pinned).",
+            "The batches are Python pickles, and the extracted files are not checksummed: "
+            "they are read with a restricted unpickler (genmodels.datasets.safe_pickle) that "
+            "builds only arrays, lists and strings, so a crafted batch is refused instead of "
+            "running code. The archive's checksum is pinned.",
         ),
     )
 )
@@ -286,7 +290,12 @@ register(
 
 def dataset_kind(name: str) -> str:
     """The registered data kind of ``name`` (``molecules`` for QM9, ZINC250k and MOSES;
-    ``""`` for any other name, e.g. generic graphs or a user's file)."""
+    ``""`` for any other name, e.g. generic graphs); a user's path: the kind of its file
+    (:func:`genmodels.datasets.user.user_data_kind`)."""
+    from genmodels.datasets.user import is_user_path, user_data_kind
+
+    if is_user_path(name):
+        return user_data_kind(name)
     card = REGISTRY.get(name)
     return card.kind if card is not None else ""
 

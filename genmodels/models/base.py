@@ -24,6 +24,10 @@ class Method(Protocol):
     samplers: tuple[str, ...]
     #: file suffix of the sample files (``.npz``, ``.g6``, ``.smi``, ``.cif``)
     sample_suffix: str
+    #: suffixes ``read_samples`` accepts (the first is ``sample_suffix``)
+    sample_suffixes: tuple[str, ...]
+    #: split names ``evaluate(split=...)`` accepts
+    eval_splits: tuple[str, ...]
 
     def init_model(self, key: jax.Array) -> nnx.Module: ...
 

@@ -61,6 +61,7 @@ from pymatgen.core import Structure
 
 from genmodels.core.types import Array
 from genmodels.datasets.crystals import CrystalDataset
+from genmodels.datasets.user import UserData
 from genmodels.domains.crystals import (
     cart_to_frac,
     lattice_params_to_matrix,
@@ -87,22 +88,10 @@ from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader, FlagLoader
 
 __all__ = [
-    "SAMPLERS",
-    "CDVAE",
-    "CDVAEConfig",
-    "CDVAEModel",
-    "CDVAEStat",
-    "coordinate_loss",
-    "coordinate_noise",
-    "flow_decode",
-    "flow_displacement",
-    "geometric_sigmas",
-    "kernel_score",
-    "langevin_decode",
-    "min_image_displacement",
-    "ode_decode",
-    "sample_composition",
-]
+    "SAMPLERS", "CDVAE", "CDVAEConfig", "CDVAEModel", "CDVAEStat", "coordinate_loss",
+    "coordinate_noise", "flow_decode", "flow_displacement", "geometric_sigmas", "kernel_score",
+    "langevin_decode", "min_image_displacement", "ode_decode", "sample_composition",
+]  # fmt: skip
 
 #: coordinate processes: CDVAE's denoising score (PFGM++ for a finite ``coord_D``) or flow
 COORD_PROCESSES = ("score", "flow")
@@ -116,7 +105,9 @@ class CDVAEConfig:
     """A CDVAE recipe (reference values from ``conf/model/vae.yaml`` and ``conf/data``).
 
     Attributes:
-      dataset: ``perov_5``, ``carbon_24`` or ``mp_20``.
+      dataset: ``perov_5``, ``carbon_24``, ``mp_20`` or a user's path (``data``; then
+        ``max_atoms`` is the data's, types are drawn from its elements only, and
+        ``data.property`` turns ``predict_property`` on).
       train_split, eval_split: split trained on (its statistics standardize the lattice)
         and the default reference split.
       train_limit, eval_limit: read only the first rows of the training / other splits.
@@ -144,6 +135,7 @@ class CDVAEConfig:
     """
 
     dataset: str = "perov_5"
+    data: UserData = UserData()  # options of a user data file (``--dataset PATH``)
     train_split: str = "train"
     eval_split: str = "test"
     train_limit: int | None = None
@@ -442,6 +434,16 @@ def _ce(logits: Array, labels: Array) -> Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def _only(decoder, allowed: np.ndarray):
+    """``decoder`` whose type logits are ``-inf`` outside ``allowed`` [K]."""
+
+    def call(*args):
+        d, logits = decoder(*args)
+        return d, jnp.where(allowed, logits, -jnp.inf)
+
+    return call
+
+
 class CDVAE:
     """CDVAE on one crystal benchmark (module docstring).
 
@@ -454,33 +456,30 @@ class CDVAE:
     """
 
     sample_suffix = ".cif"
+    sample_suffixes, eval_splits = CrystalTask.sample_suffixes, CrystalTask.eval_splits
 
     def __init__(self, config: CDVAEConfig):
         c = config
         self.task = CrystalTask(
-            c.dataset,
-            c.max_atoms,
-            c.num_types,
-            train_split=c.train_split,
-            train_limit=c.train_limit,
-            eval_limit=c.eval_limit,
-        )
+            c.dataset, c.max_atoms, c.num_types, data=c.data, train_split=c.train_split,
+            train_limit=c.train_limit, eval_limit=c.eval_limit,
+        )  # fmt: skip
+        if self.task.user:  # sized by the user's data; its --property trained on if named
+            prop = c.predict_property or c.data.property is not None
+            c = dataclasses.replace(c, max_atoms=self.task.domain.max_atoms, predict_property=prop)
+        z = self.task.elements  # a user's data: its elements are the only classes sampled
+        self.type_mask = None if z is None else np.isin(np.arange(1, c.num_types + 1), z)
         if not c.coord_D > 0:
             raise ValueError(f"coord_D must be positive (or inf: Gaussian), got {c.coord_D}")
         if c.coord_process not in COORD_PROCESSES:
-            raise ValueError(
-                f"unknown coord_process {c.coord_process!r}; choose one of "
-                f"{', '.join(COORD_PROCESSES)}"
-            )
+            choose = ", ".join(COORD_PROCESSES)
+            raise ValueError(f"unknown coord_process {c.coord_process!r}; choose one of {choose}")
         self.flow = c.coord_process == "flow"
         if self.flow and not math.isinf(c.coord_D):
             raise ValueError("coord_D (the PFGM++ kernel) applies to coord_process='score'")
         self.config = c
-        self.coord = (
-            TorusFlow()
-            if self.flow
-            else KernelLevels(c.sigma_begin, c.sigma_end, c.num_noise_level, c.coord_D)
-        )
+        levels = KernelLevels(c.sigma_begin, c.sigma_end, c.num_noise_level, c.coord_D)
+        self.coord = TorusFlow() if self.flow else levels  # a frozen dataclass: no work
         self.type_levels = KernelLevels(c.type_sigma_begin, c.type_sigma_end, c.num_noise_level)
         self.decoders = _DECODERS[self.coord.kind]
         self._resolve(c.sampler, None, {})  # a bad default sampler fails here
@@ -529,12 +528,8 @@ class CDVAE:
         """A fresh model with :attr:`stats` (placeholders under ``nnx.eval_shape``, where a
         checkpoint's statistics replace them and no data is read)."""
         if isinstance(key, jax.core.Tracer):
-            stats = {
-                "lattice_mean": np.zeros(6),
-                "lattice_std": np.ones(6),
-                "property_mean": 0.0,
-                "property_std": 1.0,
-            }
+            stats = {"lattice_mean": np.zeros(6), "lattice_std": np.ones(6)}
+            stats.update(property_mean=0.0, property_std=1.0)
         else:
             stats = self.stats
         return CDVAEModel(self.config, stats, rngs=nnx.Rngs(key))
@@ -612,14 +607,10 @@ class CDVAE:
             + c.cost_composition * composition_loss
         )
         metrics = {
-            "natom_loss": natom_loss,
-            "lattice_loss": lattice_loss,
-            "coord_loss": coord_loss,
-            "type_loss": type_loss,
-            "kld_loss": kld_loss,
-            "composition_loss": composition_loss,
+            "natom_loss": natom_loss, "lattice_loss": lattice_loss, "coord_loss": coord_loss,
+            "type_loss": type_loss, "kld_loss": kld_loss, "composition_loss": composition_loss,
             "teacher_forcing": jnp.mean(tf.astype(jnp.float32)),
-        }
+        }  # fmt: skip
         if c.predict_property and model.fc_property is not None:
             y = batch["property"].astype(jnp.float32)
             ok = jnp.isfinite(y)
@@ -659,6 +650,8 @@ class CDVAE:
     def _heads(self, net, z, mesh, num_atoms=None, gt_types=None) -> dict:
         """Stage 1's output: ``z`` and the heads' counts, lattice and composition."""
         _, counts, _, lattice, comp_logits = net.decode_stats(z, num_atoms)
+        if self.type_mask is not None:
+            comp_logits = jnp.where(self.type_mask, comp_logits, -jnp.inf)
         st = {"z": z, "num_atoms": counts, "lattice": lattice}
         st["probs"] = jax.nn.softmax(comp_logits, -1)
         if gt_types is not None:
@@ -740,8 +733,9 @@ class CDVAE:
             frac0 = jax.random.uniform(k_frac, (z.shape[0], n, 3))
             init = shard_batch({"types0": types0, "frac0": frac0}, mesh)
             args = (z, counts, lattice, init["types0"], init["frac0"])
+            decoder = net.decoder if self.type_mask is None else _only(net.decoder, self.type_mask)
             frac, types, _ = dec.run(
-                name, self.coord, net.decoder, args, k_ld, steps, opts,
+                name, self.coord, decoder, args, k_ld, steps, opts,
                 num_types=c.num_types, update_types=not forced,
             )  # fmt: skip
             out = {"frac": frac, "types": types, "lattice": lattice, "num_atoms": counts}
@@ -815,21 +809,11 @@ class CDVAE:
         return self.decode_arrays(out)
 
     def reconstruct_arrays(
-        self,
-        model: CDVAEModel,
-        key: Array,
-        split: str = "test",
-        *,
-        num: int | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
-        batch_size: int | None = None,
-        use_mean: bool = False,
-        force_num_atoms: bool = False,
-        force_atom_types: bool = False,
-        progress: bool = True,
-        **options: Any,
-    ) -> dict[str, np.ndarray]:
+        self, model: CDVAEModel, key: Array, split: str = "test", *, num: int | None = None,
+        sampler: str | None = None, steps: int | None = None, batch_size: int | None = None,
+        use_mean: bool = False, force_num_atoms: bool = False, force_atom_types: bool = False,
+        progress: bool = True, **options: Any,
+    ) -> dict[str, np.ndarray]:  # fmt: skip
         """Encode the first ``num`` crystals of ``split`` and decode them (CDVAE
         ``reconstructon``: ``z = mu + sigma eps``, or ``mu`` with ``use_mean``; counts and
         types from the heads unless forced). Other arguments as for :meth:`sample_arrays`.
@@ -864,20 +848,10 @@ class CDVAE:
         return self.decode_arrays(self.reconstruct_arrays(model, key, split, **kwargs))
 
     def optimize_property(
-        self,
-        model: CDVAEModel,
-        key: Array,
-        num: int = 100,
-        steps: int = 5000,
-        lr: float = 1e-3,
-        *,
-        start: str = "data",
-        split: str = "test",
-        num_saved: int = 10,
-        maximize: bool = False,
-        decode: bool = True,
-        ld_steps: int | None = None,
-    ) -> dict[str, Any]:
+        self, model: CDVAEModel, key: Array, num: int = 100, steps: int = 5000, lr: float = 1e-3,
+        *, start: str = "data", split: str = "test", num_saved: int = 10, maximize: bool = False,
+        decode: bool = True, ld_steps: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Latent property optimisation (CDVAE ``optimization``).
 
         Adam on ``z`` (``steps`` steps, rate ``lr``) minimizing the mean predicted

@@ -45,7 +45,7 @@ class ContinuousMethod:
 
     Attributes:
       config, task, process, processes (leaf -> process), samplers (registry names, the
-      default first), sample_suffix, runner.
+      default first), sample_suffix, sample_suffixes, eval_splits, runner.
     """
 
     def __init__(self, config: Any, process: Any):
@@ -53,6 +53,7 @@ class ContinuousMethod:
         self.processes = {k: process for k in self.task.shapes(1)}
         self.samplers = sampler_names(self.processes, config.sampler)
         self.sample_suffix = self.task.sample_suffix
+        self.eval_splits, self.sample_suffixes = self.task.eval_splits, self.task.sample_suffixes
         self.runner = Runner()
 
     def init_model(self, key: Array) -> nnx.Module:

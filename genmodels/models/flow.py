@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genmodels.core.types import Array, Context, State
+from genmodels.errors import MissingFileError
 from genmodels.models.continuous import ContinuousMethod
 from genmodels.models.graph_continuous import GraphTaskConfig
 from genmodels.models.runner import split_model
@@ -105,7 +106,7 @@ class GraphFlowConfig(GraphTaskConfig, FlowSettings):
 
     def make_net(self, process: LinearFlow, rngs: nnx.Rngs) -> GraphFieldNet:
         del process
-        return GraphFieldNet(self.net, self.time_input, rngs=rngs)
+        return GraphFieldNet(self.graph_net, self.time_input, rngs=rngs)
 
 
 class FlowImageNet(nnx.Module):
@@ -165,18 +166,17 @@ class FlowMethod(ContinuousMethod):
           float32 [K + 1] times from 1 to 0.
 
         Raises:
-          FileNotFoundError: no grid file (the message gives the command that makes one).
+          MissingFileError: no grid file (the message gives the command that makes one).
           ValueError: the file has no grid for ``steps``.
         """
         c = self.config
         path = Path(c.boss_grids) if c.boss_grids else find_boss_grids(self.checkpoint_dir)
         if path is None or not path.exists():
             folder = self.checkpoint_dir or "DIR"
-            raise FileNotFoundError(
-                f"the boss sampler needs {BOSS_GRIDS_FILE} with Bellman-optimal time grids and "
-                f"found none at {c.boss_grids or Path(folder) / BOSS_GRIDS_FILE}. Compute it "
-                f"for this checkpoint with\n    genmodels boss-grids RECIPE --checkpoint "
-                f"{folder}\nset --config.boss-grids FILE, or use --sampler euler / heun"
+            raise MissingFileError(
+                f"the boss sampler needs {BOSS_GRIDS_FILE} (Bellman-optimal time grids), none at "
+                f"{c.boss_grids or Path(folder) / BOSS_GRIDS_FILE}; run `genmodels boss-grids "
+                f"RECIPE --checkpoint {folder}`, set --config.boss-grids FILE, or use euler / heun"
             )
         grids = read_boss_grids(path)
         if steps is None:

@@ -24,11 +24,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from genmodels.core.types import Array, Context, State
+from genmodels.datasets.user import UserData
 from genmodels.domains.graphs import symmetric_noise
 from genmodels.models import runner as rn
 from genmodels.models.tasks.base import array_loader
 from genmodels.models.tasks.graphs import GraphTask
-from genmodels.models.tasks.molecules import MoleculeTask
+from genmodels.models.tasks.molecules import MoleculeTask, molecule_net
 from genmodels.nets.graph import GDSS_NET_CONFIGS, GDSSNetConfig
 from genmodels.processes.sde import VESDE, VPSDE, subVPSDE
 from genmodels.samplers.registry import run_sampler
@@ -76,6 +77,7 @@ class GDSSConfig:
     """
 
     dataset: str = "community_small"
+    data: UserData = UserData()  # options of a user data file (``--dataset PATH``)
     net: GDSSNetConfig = field(default_factory=lambda: GDSS_NET_CONFIGS["community_small"])
     sde_x: SDESpec = field(default_factory=SDESpec)
     sde_adj: SDESpec = field(default_factory=SDESpec)
@@ -93,7 +95,7 @@ class GDSSConfig:
 
     def make_task(self) -> GraphTask | MoleculeTask:
         """The generic-graph task of ``dataset``."""
-        return GraphTask(self.dataset, self.net.max_node_num, self.net.max_feat_num)
+        return GraphTask(self.dataset, self.net.max_node_num, self.net.max_feat_num, self.data)
 
     def build(self) -> GDSS:
         return GDSS(self)
@@ -104,7 +106,7 @@ class GDSSMolConfig(GDSSConfig):
     """A GDSS recipe for molecules (QM9 / ZINC250k / MOSES, GDSS Sec. 4.2; :class:`MoleculeTask`).
 
     Attributes:
-      dataset: qm9, zinc250k or moses.
+      dataset: qm9, zinc250k, moses or a SMILES file (``data``: its options).
       index_offset: how the split file's ids map to rows (see data/README.md).
       eval_fcd, eval_nspdk: compute FCD (needs the ``metrics`` extra) and NSPDK.
       moses_limit: MOSES training molecules to load (``None``: all 1.58M).
@@ -117,9 +119,8 @@ class GDSSMolConfig(GDSSConfig):
     moses_limit: int | None = None
 
     def make_task(self) -> MoleculeTask:
-        """The molecule task of ``dataset``."""
-        opts = ("index_offset", "moses_limit", "eval_fcd", "eval_nspdk")
-        return MoleculeTask(self.dataset, **{k: getattr(self, k) for k in opts})
+        """The molecule task of ``dataset`` (a benchmark name or a SMILES file)."""
+        return MoleculeTask.of(self)
 
 
 class GDSSScore(nnx.Module):
@@ -156,6 +157,7 @@ class GDSS:
         self.config = config
         self.task = config.make_task()
         self.sample_suffix = self.task.sample_suffix
+        self.eval_splits, self.sample_suffixes = self.task.eval_splits, self.task.sample_suffixes
         self.sde_x, self.sde_adj = config.sde_x.make(), config.sde_adj.make()
         self.processes = {"x": self.sde_x, "adj": self.sde_adj}
         self.samplers = rn.sampler_names(self.processes, config.sampler)
@@ -168,7 +170,8 @@ class GDSS:
         return array_loader(self.task, self.config.train)
 
     def init_model(self, key: Array) -> GDSSScore:
-        return GDSSScore(self.config.net, self.sde_x, self.sde_adj, rngs=nnx.Rngs(key))
+        net = molecule_net(self.config.net, self.config.dataset, self.config.data)
+        return GDSSScore(net, self.sde_x, self.sde_adj, rngs=nnx.Rngs(key))
 
     def loss_fn(self, model: GDSSScore, batch: dict, key: Array):
         """GDSS ``get_sde_loss_fn`` (no likelihood weighting, ``reduce_mean=False``).

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from genmodels.datasets.registry import dataset_kind
+from genmodels.datasets.user import UserData
 from genmodels.domains.graphs import corrupt_graph
 from genmodels.models.tasks.graphs import GraphTask
-from genmodels.models.tasks.molecules import MoleculeTask
+from genmodels.models.tasks.molecules import MoleculeTask, molecule_net
 from genmodels.nets.graph import GDSS_NET_CONFIGS, GDSSNetConfig
 from genmodels.train.config import OptimConfig, TrainConfig
 
@@ -29,8 +30,8 @@ class GraphTaskConfig:
     """Fields of every continuous recipe on the GDSS graph state (each method adds its own).
 
     Attributes:
-      dataset: qm9, zinc250k, moses (molecules) or community_small, ego_small, ENZYMES,
-        grid (generic graphs).
+      dataset: qm9, zinc250k, moses, a SMILES file (molecules) or community_small,
+        ego_small, ENZYMES, grid (generic graphs); ``data``: a file's options.
       index_offset: molecules: how the split file's ids map to rows (data/README.md).
       eval_fcd, eval_nspdk: molecules: compute FCD (``metrics`` extra) and NSPDK.
       moses_limit: MOSES training molecules to load (``None``: all).
@@ -44,6 +45,7 @@ class GraphTaskConfig:
     """
 
     dataset: str = "qm9"
+    data: UserData = UserData()  # options of a user data file (``--dataset PATH``)
     index_offset: int = 1
     eval_fcd: bool = True
     eval_nspdk: bool = True
@@ -62,16 +64,15 @@ class GraphTaskConfig:
     #: then do not depend on ``num``)
     whole_batches: ClassVar[bool] = True
 
+    @property
+    def graph_net(self) -> GDSSNetConfig:
+        """``net``, sized by a molecule file's atom types (:func:`molecule_net`)."""
+        return molecule_net(self.net, self.dataset, self.data)
+
     def task(self) -> GraphTask | MoleculeTask:
         if dataset_kind(self.dataset) == "molecules":
-            return MoleculeTask(
-                self.dataset,
-                index_offset=self.index_offset,
-                moses_limit=self.moses_limit,
-                eval_fcd=self.eval_fcd,
-                eval_nspdk=self.eval_nspdk,
-            )
-        return GraphTask(self.dataset, self.net.max_node_num, self.net.max_feat_num)
+            return MoleculeTask.of(self)
+        return GraphTask(self.dataset, self.net.max_node_num, self.net.max_feat_num, self.data)
 
 
 def __getattr__(name: str):

@@ -41,6 +41,7 @@ from flax import nnx
 
 from genmodels.core.types import Array, Context, State, identity_constrain
 from genmodels.datasets.images import dequantize, quantize
+from genmodels.datasets.user import UserData
 from genmodels.domains.graphs import dense_to_pairs, node_masks_from_counts, pairs_to_dense
 from genmodels.models.runner import (
     Runner,
@@ -50,7 +51,7 @@ from genmodels.models.runner import (
     sampler_names,
     shard_batch,
 )
-from genmodels.models.tasks.base import array_loader
+from genmodels.models.tasks.base import array_loader, check_split
 from genmodels.models.tasks.images import ImageTask
 from genmodels.models.tasks.molecules import MoleculeTask
 from genmodels.nets.conv import TokenConvConfig
@@ -108,6 +109,7 @@ class MDMConfig:
     sample_use_ema: bool = True
     sample_batch: int = 1024
     train: TrainConfig = field(default_factory=TrainConfig)
+    data: UserData = UserData()  # options of a user data file (``--dataset PATH``)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
@@ -158,6 +160,9 @@ class MDM:
     @property
     def sample_suffix(self) -> str:
         return self.task.sample_suffix
+
+    sample_suffixes = property(lambda self: self.task.sample_suffixes)
+    eval_splits = property(lambda self: self.task.eval_splits)
 
     @cached_property
     def processes(self) -> dict[str, MaskedDiffusion]:
@@ -308,7 +313,7 @@ class MDMMolConfig(MDMConfig):
     """A masked-diffusion recipe for molecules (shared fields: :class:`MDMConfig`).
 
     Attributes:
-      dataset: qm9, zinc250k or moses.
+      dataset: qm9, zinc250k, moses or a SMILES file (``data``: its options).
       index_offset: how the split file's ids map to rows (see data/README.md).
       moses_limit: MOSES training molecules to load (``None``: all).
       net: graph transformer sizes.
@@ -332,13 +337,7 @@ class MDMMolecules(MDM):
     collate_options = ("correction",)
 
     def __init__(self, config: MDMMolConfig):
-        task = MoleculeTask(
-            config.dataset,
-            index_offset=config.index_offset,
-            moses_limit=config.moses_limit,
-            eval_fcd=config.eval_fcd,
-            eval_nspdk=config.eval_nspdk,
-        )
+        task = MoleculeTask.of(config)
         super().__init__(config, task)
         self.num_atom_types, self.max_atoms = task.num_atom_types, task.max_atoms
 
@@ -390,7 +389,7 @@ class MDMImageConfig(MDMConfig):
     bins (:func:`genmodels.datasets.images.quantize`), one token per pixel.
 
     Attributes:
-      dataset: ``mnist`` or a folder of gray-scale PNG images.
+      dataset: ``mnist``, or a user's folder or ``.npz`` of gray-scale images.
       levels: intensity bins K (2 = binarized).
       height, width: image size.
       net: network sizes.
@@ -415,8 +414,9 @@ class MDMImages(MDM):
     :class:`~genmodels.models.tasks.images.ImageTask`."""
 
     def __init__(self, config: MDMImageConfig):
-        shape = (config.height, config.width, 1)
-        super().__init__(config, ImageTask(config.dataset, shape, eval_inception=False))
+        fix = "--height {} --width {} (it reads gray-scale images only; these have C = {})".format
+        shape, kw = (config.height, config.width, 1), dict(data=config.data, size_flags=fix)
+        super().__init__(config, ImageTask(config.dataset, shape, eval_inception=False, **kw))
 
     def vocab(self) -> dict[str, int]:
         return {"image": self.config.levels}
@@ -446,10 +446,9 @@ class MDMImages(MDM):
         """Level-histogram total variation (``level_tv``), RMS difference of the mean
         images (``mean_image_rmse``, intensities in [0, 1]), difference of the fraction of
         non-background pixels (``ink_fraction_gap``) against ``split`` (no FID here)."""
-        from genmodels.datasets.images import load_images
-
         del meta
-        ref = self.task.data if split == "train" else load_images(self.config.dataset, split)
+        check_split(split, self.eval_splits)
+        ref = self.task.data if split == "train" else self.task.split_images(split)
         ref = ref[: self.config.eval_size, ..., 0]
         x = np.asarray(samples, np.uint8)[..., 0]
         k = self.config.levels

@@ -40,7 +40,8 @@ class MDMCrystalConfig(MDMConfig):
     :class:`~genmodels.models.mdm.MDMConfig`).
 
     Attributes:
-      dataset: ``perov_5``, ``carbon_24`` or ``mp_20``.
+      dataset: ``perov_5``, ``carbon_24``, ``mp_20`` or a user's path (with ``data``; its
+        ``train`` and ``test`` splits, its elements the vocabulary).
       train_split: split trained on (its atom counts are sampled, its largest count is N).
       eval_split: default reference split of ``evaluate``.
       train_limit, eval_limit: load only the first rows of the training / other splits.
@@ -69,7 +70,7 @@ class MDMCrystals(MDM):
     def __init__(self, config: MDMCrystalConfig):
         c = config
         task = CompositionTask(
-            c.dataset, c.train_split, c.eval_split, c.train_limit, c.eval_limit, c.elements
+            c.dataset, c.train_split, c.eval_split, c.train_limit, c.eval_limit, c.elements, c.data
         )
         super().__init__(config, task)
 

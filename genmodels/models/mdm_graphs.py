@@ -19,6 +19,8 @@ import numpy as np
 from flax import nnx
 
 from genmodels.core.types import Array, Context, State
+from genmodels.datasets.graphs import GRAPH_DATASETS
+from genmodels.datasets.user import is_user_path
 from genmodels.domains.graphs import dense_to_pairs, pairs_to_dense
 from genmodels.models.mdm import MDM, MDMConfig, pair_mask
 from genmodels.models.tasks.graphs import GraphTask
@@ -28,16 +30,14 @@ from genmodels.nets.tokens import NUM_EDGE_TYPES, MDMEdgeNet
 
 __all__ = ["GRAPH_DATASETS", "NUM_EDGE_TYPES", "MDMEdgeNet", "MDMGraphConfig", "MDMGraphs"]
 
-#: generic-graph data sets (GDSS's); their padded sizes are GDSS's ``max_node_num``
-GRAPH_DATASETS = ("community_small", "ego_small", "ENZYMES", "grid")
-
 
 @dataclass(frozen=True)
 class MDMGraphConfig(MDMConfig):
     """A masked-diffusion recipe for generic graphs (shared fields: :class:`MDMConfig`).
 
     Attributes:
-      dataset: community_small, ego_small, ENZYMES or grid (GDSS's data and padded size).
+      dataset: community_small, ego_small, ENZYMES or grid (GDSS's data and padded size),
+        or a user's path (padded to its largest training graph).
       net: graph transformer sizes.
     """
 
@@ -53,13 +53,13 @@ class MDMGraphs(MDM):
     """Masked diffusion on one generic-graph data set: the leaf ``edges`` [B, P]."""
 
     def __init__(self, config: MDMGraphConfig):
-        if config.dataset not in GRAPH_DATASETS:
-            raise ValueError(
-                f"unknown graph data set {config.dataset!r}; choose one of {GRAPH_DATASETS}"
-            )
-        gdss = GDSS_NET_CONFIGS[config.dataset]
-        super().__init__(config, GraphTask(config.dataset, gdss.max_node_num, gdss.max_feat_num))
-        self.max_atoms = self.max_nodes = gdss.max_node_num
+        if not (config.dataset in GRAPH_DATASETS or is_user_path(config.dataset)):
+            raise ValueError(f"unknown graph data set {config.dataset!r}; choose {GRAPH_DATASETS}")
+        # a user's path: its largest training graph (the task's N), community_small's F
+        gdss = GDSS_NET_CONFIGS.get(config.dataset, GDSS_NET_CONFIGS["community_small"])
+        task = GraphTask(config.dataset, gdss.max_node_num, gdss.max_feat_num, config.data)
+        super().__init__(config, task)
+        self.max_atoms = self.max_nodes = task.max_nodes
 
     def vocab(self) -> dict[str, int]:
         return {"edges": NUM_EDGE_TYPES}

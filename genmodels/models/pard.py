@@ -54,8 +54,10 @@ from flax import nnx
 
 from genmodels.core.partial_order import block_arrays
 from genmodels.core.types import Array, Context, State
+from genmodels.datasets.graphs import typed_graphs
 from genmodels.datasets.registry import dataset_kind
-from genmodels.domains.graphs import dense_to_pairs, graphs_to_adjacency, pairs_to_dense
+from genmodels.datasets.user import UserData
+from genmodels.domains.graphs import dense_to_pairs, pairs_to_dense
 from genmodels.models.runner import (
     Runner,
     decode_rounds,
@@ -74,9 +76,6 @@ from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import ArrayLoader
 
 __all__ = ["Pard", "PardConfig"]
-
-#: the molecule task's options among the config's fields
-_MOLECULE_OPTIONS = ("index_offset", "moses_limit", "eval_fcd", "eval_nspdk")
 
 
 @dataclass(frozen=True)
@@ -99,6 +98,7 @@ class PardConfig:
     """
 
     dataset: str = "qm9"
+    data: UserData = UserData()  # options of a user data file (``--dataset PATH``)
     index_offset: int = 1
     moses_limit: int | None = None
     max_hops: int = 3
@@ -132,27 +132,14 @@ class PardConfig:
         ``train_graphs()`` returns ``(types [M, N] (-1: padding), bonds [M, N, N])``.
         """
         if dataset_kind(self.dataset) == "molecules":
-            mol = MoleculeTask(self.dataset, **{k: getattr(self, k) for k in _MOLECULE_OPTIONS})
-            return mol, mol.num_atom_types, 4, lambda: _typed_molecules(mol)
+            mol = MoleculeTask.of(self)
+            return mol, mol.num_atom_types, 4, lambda: tuple(mol.train_arrays().values())
         # N and F of GDSS's dense arrays: PARD reads only the splits and the decoding
-        graphs = GraphTask(self.dataset, 0, 1)
-        return graphs, 1, 2, lambda: _typed_graphs(graphs.splits[0])
+        graphs = GraphTask(self.dataset, 0, 1, self.data)
+        return graphs, 1, 2, lambda: typed_graphs(graphs.splits[0])
 
     def build(self) -> Pard:
         return Pard(self)
-
-
-def _typed_molecules(task: MoleculeTask) -> tuple[np.ndarray, np.ndarray]:
-    arrays = task.train_arrays()
-    return arrays["types"], arrays["bonds"]
-
-
-def _typed_graphs(graphs: list) -> tuple[np.ndarray, np.ndarray]:
-    """Generic graphs as one node class and 0/1 edges, padded to the largest."""
-    counts = np.array([g.number_of_nodes() for g in graphs])
-    n = int(counts.max())
-    types = np.where(np.arange(n)[None, :] < counts[:, None], 0, -1).astype(np.int32)
-    return types, graphs_to_adjacency(graphs, n).astype(np.int32)
 
 
 def _ce(logits: Array, target: Array) -> Array:
@@ -180,6 +167,7 @@ class Pard:
         self.runner = Runner()
         # sample files and metrics are the task's
         self.sample_suffix = self.task.sample_suffix
+        self.eval_splits, self.sample_suffixes = self.task.eval_splits, self.task.sample_suffixes
         self.write_samples, self.read_samples = self.task.write_samples, self.task.read_samples
         self.evaluate = self.task.evaluate
 

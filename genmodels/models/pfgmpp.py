@@ -119,7 +119,7 @@ class GraphPFGMPPConfig(GraphTaskConfig, PFGMPPSettings):
     sample_steps: int = 18
 
     def make_net(self, process: PFGMPP, rngs: nnx.Rngs) -> GraphPFGMPPNet:
-        return GraphPFGMPPNet(self.net, process, self.time_input, rngs=rngs)
+        return GraphPFGMPPNet(self.graph_net, process, self.time_input, rngs=rngs)
 
 
 class PFGMPPImageNet(nnx.Module):

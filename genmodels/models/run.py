@@ -40,8 +40,13 @@ class HasArtefacts(Protocol):
     artefacts: tuple[str, ...]
 
 
-def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = None):
+def train_recipe(
+    config: Any, workdir: str | Path, *, recipe: str | None = None, progress: bool | None = None
+):
     """Train a recipe config into ``workdir`` (resuming if it holds a checkpoint).
+
+    Args:
+      recipe: the recipe's name, stored with the checkpoints (loading checks it).
 
     Returns:
       The :class:`~genmodels.train.loop.TrainResult`.
@@ -49,21 +54,27 @@ def train_recipe(config: Any, workdir: str | Path, *, progress: bool | None = No
     method = config.build()
     tcfg = config.train
     if progress is not None:
-        import dataclasses
-
         tcfg = dataclasses.replace(tcfg, progress=progress)
     key = jax.random.PRNGKey(tcfg.seed)
-    if isinstance(method, InitFromWorkdir):
+    if isinstance(method, InitFromWorkdir):  # its data comes from the run folder
         model = method.init_train_model(key, Path(workdir))
-    else:
+        loader = method.loader()
+    else:  # a missing data file fails before the model is built
+        loader = method.loader()
         model = method.init_model(key)
-    return train(model, method.loss_fn, method.loader(), tcfg, config.optim, workdir, config=config)
+    return train(
+        model, method.loss_fn, loader, tcfg, config.optim, workdir, config=config, recipe=recipe
+    )
 
 
-def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool | None = None):
+def load_recipe_model(
+    config: Any, checkpoint: str | Path, *, recipe: str | None = None, ema: bool | None = None
+):
     """Build the recipe's method and load a checkpoint's parameters into its model.
 
     Args:
+      recipe: the recipe's name: a checkpoint of another recipe (or, without names, of
+        another config class) or architecture raises a one-line ``CheckpointError``.
       ema: load the EMA parameters; ``None`` follows the recipe's ``sample_use_ema``
         (GDSS samples generic graphs and molecules with the raw parameters, as its
         reference configs say) and defaults to the EMA.
@@ -74,7 +85,7 @@ def load_recipe_model(config: Any, checkpoint: str | Path, *, ema: bool | None =
     # the parameters come from the checkpoint: build the module abstractly (no random
     # initialization, which costs a compile per parameter shape)
     model = nnx.eval_shape(lambda: method.init_model(jax.random.PRNGKey(config.train.seed)))
-    model, meta = load_model(model, checkpoint, ema=ema)
+    model, meta = load_model(model, checkpoint, ema=ema, recipe=recipe, config=config)
     if isinstance(method, UsesCheckpointDir):
         method.checkpoint_dir = Path(checkpoint)
     return method, model, meta
@@ -137,7 +148,7 @@ def load_pretrained(
         method = config.build()
         return config, method, nnx.jit(method.init_model)(jax.random.PRNGKey(0)), {}
     folder = resolve_checkpoint(info, checkpoint)
-    method, model, meta = load_recipe_model(config, folder, ema=ema)
+    method, model, meta = load_recipe_model(config, folder, recipe=recipe, ema=ema)
     return config, method, model, meta
 
 
@@ -151,16 +162,18 @@ def sample_recipe(
     steps: int | None = None,
     seed: int = 0,
     batch_size: int | None = None,
+    recipe: str | None = None,
     **options: Any,
 ) -> Path:
     """Load a checkpoint, draw ``num`` samples and write them to ``out``.
 
-    The file suffix defaults to the method's (``.npz``, ``.g6``, ``.smi``, ``.cif``).
+    The file suffix defaults to the method's (``.npz``, ``.g6``, ``.smi``, ``.cif``);
+    ``recipe`` is checked against the checkpoint's (see :func:`load_recipe_model`).
 
     Returns:
       The path written.
     """
-    method, model, _ = load_recipe_model(config, checkpoint)
+    method, model, _ = load_recipe_model(config, checkpoint, recipe=recipe)
     out = Path(out)
     if out.suffix == "":
         out = out.with_suffix(method.sample_suffix)
@@ -186,7 +199,7 @@ def sample_recipe(
 
 
 def export_recipe(
-    config: Any, checkpoint: str | Path, dest: str | Path, *, overwrite: bool = False
+    config: Any, checkpoint: str | Path, dest: str | Path, *, overwrite=False, recipe=None
 ) -> Path:
     """Export a training run as a pretrained model: only the parameters it samples with.
 
@@ -198,6 +211,8 @@ def export_recipe(
       checkpoint: the training run folder (or its ``checkpoints`` folder).
       dest: the export folder, e.g. ``recipes/pretrained/<recipe>``.
       overwrite: replace an existing export.
+      recipe: checked as in :func:`load_recipe_model`; the export keeps the run's
+        recipe name and config hash (this name where the run has none).
 
     Returns:
       The ``checkpoints`` folder written.
@@ -205,7 +220,8 @@ def export_recipe(
     from genmodels.train.export import export_model
 
     ema = bool(getattr(config, "sample_use_ema", True))
-    method, model, meta = load_recipe_model(config, checkpoint, ema=ema)
+    method, model, meta = load_recipe_model(config, checkpoint, recipe=recipe, ema=ema)
+    meta = dict(meta, recipe=meta.get("recipe") or recipe)
     folder = export_model(
         model, dest, meta=meta, params="ema" if ema else "raw", overwrite=overwrite
     )

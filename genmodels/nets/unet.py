@@ -123,6 +123,12 @@ class UNetConfig:
     adaptive_scale: bool = False
     fourier_scale: float = 16.0
 
+    @staticmethod
+    def fit_options(h: int, w: int, c: int) -> str:
+        """The command-line options that size a UNet recipe for ``h x w x c`` images."""
+        square = "" if h == w else f" (the UNet needs square images, these are {h} x {w})"
+        return f"--net.img-resolution {h} --net.in-channels {c} --net.out-channels {c}{square}"
+
     @classmethod
     def ddpmpp_cifar10(cls, label_dim: int = 0) -> UNetConfig:
         """EDM's CIFAR-10 DDPM++ network (``--arch=ddpmpp``; Karras et al. 2022, Table 7).

@@ -30,7 +30,8 @@ def export_model(
     Args:
       model: the module whose current values are exported.
       dest: the export folder (e.g. ``recipes/pretrained/<recipe>``).
-      meta: the training checkpoint's metadata (config, step), stored alongside.
+      meta: the training checkpoint's metadata (config, its hash, recipe name, step),
+        stored alongside: loading checks the recipe as for the training run.
       params: which parameters these are, ``"ema"`` or ``"raw"`` (recorded in the meta).
       overwrite: replace an existing export in ``dest``.
 

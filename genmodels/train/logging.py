@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -41,9 +42,35 @@ class MetricsLogger:
             for k, v in metrics.items():
                 self._tb.add_scalar(k, float(v), step)
 
+    def drop_after(self, step: int) -> int:
+        """Remove the rows of steps after ``step`` (and a cut last line) from the log, so
+        that a run resumed from checkpoint ``step`` logs each step once. The file is
+        rewritten atomically (a temporary file, then ``os.replace``).
+
+        Returns:
+          The number of lines removed.
+        """
+        if self.path is None or not self.path.exists():
+            return 0
+        lines = self.path.read_text().splitlines(keepends=True)
+        keep = [line for line in lines if _row_step(line) <= step]
+        if len(keep) < len(lines):
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text("".join(keep))
+            os.replace(tmp, self.path)
+        return len(lines) - len(keep)
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _row_step(line: str) -> float:
+    """The step of a log line; infinite for a line cut by a kill (it is dropped)."""
+    try:
+        return int(json.loads(line)["step"]) if line.endswith("\n") else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def read_metrics(workdir: str | Path) -> list[dict]:

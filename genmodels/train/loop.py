@@ -3,9 +3,10 @@
 ``train(model, loss_fn, loader, train_cfg, optim_cfg, workdir)`` runs
 ``loss_fn(model, batch, key) -> (loss, metrics)`` under ``jax.jit`` with an optax
 optimizer, a parameter EMA, rotating atomic checkpoints (exact resume: the data position
-is the step, the per-step key is ``fold_in(seed_key, step)``), a JSONL log, a tqdm bar
-and a non-finite-loss guard. With several devices the batch is sharded over a ``"data"``
-mesh axis and the state is replicated (see :mod:`genmodels.train.sharding`).
+is the step, the per-step key is ``fold_in(seed_key, step)``; the newest intact one is
+resumed; Ctrl-C saves the last step), a JSONL log, a tqdm bar and a non-finite-loss
+guard. With several devices the batch is sharded over a ``"data"`` mesh axis and the
+state is replicated (see :mod:`genmodels.train.sharding`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from genmodels.train.checkpoint import Checkpointer
+from genmodels.errors import MissingFileError, TrainingInterrupted
+from genmodels.train.checkpoint import Checkpointer, config_hash
+from genmodels.train.checkpoint import config_json as _config_json
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import Loader
 from genmodels.train.ema import ema_update
@@ -56,21 +59,6 @@ class TrainResult:
     ema_model: nnx.Module
     step: int
     state: dict
-
-
-def _config_json(cfg: Any) -> Any:
-    if dataclasses.is_dataclass(cfg):
-        return {
-            "__class__": type(cfg).__qualname__,
-            **{f.name: _config_json(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)},
-        }
-    if isinstance(cfg, list | tuple):
-        return [_config_json(c) for c in cfg]
-    if isinstance(cfg, dict):
-        return {str(k): _config_json(v) for k, v in cfg.items()}
-    if isinstance(cfg, int | float | str | bool) or cfg is None:
-        return cfg
-    return repr(cfg)
 
 
 def _copy(x):
@@ -137,10 +125,16 @@ def train(
     workdir: str | Path | None = None,
     *,
     config: Any = None,
+    recipe: str | None = None,
     devices: Sequence[jax.Device] | None = None,
     hooks: Sequence[Callable[[int, dict], None]] = (),
 ) -> TrainResult:
     """Train ``model`` on ``loss_fn`` and return the final and EMA models.
+
+    Resuming uses the newest intact checkpoint: unreadable newer step folders are moved
+    to ``checkpoints_corrupt/`` with a warning on stderr. ``metrics.jsonl`` loses the rows
+    after the resumed step, so each step is logged once. Ctrl-C checkpoints the last
+    completed step and raises :class:`~genmodels.errors.TrainingInterrupted`.
 
     Args:
       model: an initialized ``nnx.Module`` (its parameters are the starting point unless
@@ -150,7 +144,9 @@ def train(
       train_cfg: steps, batch size, EMA, logging, checkpointing.
       optim_cfg: optimizer and schedule.
       workdir: run folder with ``checkpoints/`` and ``metrics.jsonl`` (``None``: in memory).
-      config: the recipe config, stored with every checkpoint.
+      config: the recipe config, stored with every checkpoint (with its hash).
+      recipe: the recipe's name, stored with every checkpoint; resuming a checkpoint of
+        another recipe (or config class) is refused.
       devices: devices of the data-parallel mesh (default all local devices).
       hooks: called as ``hook(step, metrics)`` after each logged step (tests use it).
 
@@ -159,6 +155,8 @@ def train(
 
     Raises:
       NonFiniteLossError: the loss became NaN/Inf; the last good checkpoint is kept.
+      TrainingInterrupted: Ctrl-C; the last completed step is checkpointed first.
+      CheckpointError: no intact checkpoint, or one of another recipe or architecture.
     """
     tx, sched = make_optimizer(optim_cfg, train_cfg.steps)
     graphdef, state = init_state(model, tx)
@@ -169,6 +167,7 @@ def train(
     ckpt = None
     start = 0
     t_offset = 0.0  # training seconds spent before this process (read from the checkpoint)
+    cfg_json = _config_json(config)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         ckpt = Checkpointer(
@@ -176,18 +175,28 @@ def train(
             keep=train_cfg.keep_checkpoints,
             async_save=train_cfg.async_checkpointing,
         )
-        if ckpt.latest_step() is not None:
-            state, meta = ckpt.restore(state)
-            start = int(meta["step"])
+        if ckpt.all_steps():
+            template = state
+            (state, meta), start = ckpt.restore_intact(
+                lambda s: ckpt.restore_checked(
+                    template, s, where=ckpt.directory, recipe=recipe, cfg_json=cfg_json
+                ),
+                action="resuming from",
+                advice=f"delete the folder {ckpt.directory} to start afresh",
+                set_aside=True,
+            )
             t_offset = float(meta.get("elapsed_s", 0.0))
     logger = MetricsLogger(workdir, tensorboard=train_cfg.tensorboard)
+    logger.drop_after(start)  # rows logged after the checkpoint by a killed run
 
     step_fn = jax.jit(
         make_train_step(graphdef, loss_fn, tx, train_cfg.ema_decay, base_key),
         donate_argnums=(0,),
     )
     meta_base = {
-        "config": _config_json(config),
+        "recipe": recipe,
+        "config_hash": config_hash(cfg_json),
+        "config": cfg_json,
         "train": _config_json(train_cfg),
         "optim": _config_json(optim_cfg),
     }
@@ -222,14 +231,33 @@ def train(
         # redraw less often when the output is a log file rather than a terminal
         mininterval=0.2 if sys.stderr.isatty() else 15.0,
     )
+
+    def save_on_interrupt(done: int) -> int | None:
+        """Checkpoint step ``done`` if newer than the latest and the state is intact (its
+        buffers are donated to a step that did not return); the latest step after."""
+        try:
+            intact = not any(x.is_deleted() for x in jax.tree.leaves(state))
+            if intact and done > (ckpt.latest_step() or 0):
+                save(done)
+            ckpt.wait()
+        except (Exception, KeyboardInterrupt):
+            pass  # a failed save keeps the previous checkpoint
+        return ckpt.latest_step()
+
     t_last, s_last = time.perf_counter(), start
     t_start = t_last
     metrics = {}
+    completed = start
     try:
         for step in range(start, train_cfg.steps):
             batch = shard_batch(loader.batch(step), mesh)
-            state, metrics = step_fn(state, batch, jnp.asarray(step, jnp.int32))
-            done = step + 1
+            # one assignment (no interrupt check between its stores): ``state`` and
+            # ``completed`` always agree when Ctrl-C lands
+            state, metrics, completed = (
+                *step_fn(state, batch, jnp.asarray(step, jnp.int32)),
+                step + 1,
+            )
+            done = completed
             bar.update(1)
             if done % train_cfg.log_every == 0 or done == train_cfg.steps:
                 host = {k: float(np.asarray(v)) for k, v in metrics.items()}
@@ -247,6 +275,11 @@ def train(
             if ckpt is not None and (done % train_cfg.ckpt_every == 0 or done == train_cfg.steps):
                 save(done)
         check_finite(train_cfg.steps, ckpt.latest_step() if ckpt else None)
+    except KeyboardInterrupt as e:
+        saved = None if ckpt is None else save_on_interrupt(completed)
+        raise TrainingInterrupted(
+            completed, saved, None if workdir is None else str(workdir)
+        ) from e
     finally:
         bar.close()
         logger.close()
@@ -263,9 +296,18 @@ def train(
 
 
 def load_model(
-    model: nnx.Module, workdir: str | Path, *, ema: bool = True, step: int | None = None
+    model: nnx.Module,
+    workdir: str | Path,
+    *,
+    ema: bool = True,
+    step: int | None = None,
+    recipe: str | None = None,
+    config: Any = None,
 ) -> tuple[nnx.Module, dict]:
     """Load the parameters of a checkpoint into a model of the same architecture.
+
+    Without ``step``, a run folder whose newest step is unreadable falls back to the
+    newest intact one (with a warning on stderr).
 
     Args:
       model: a freshly built module of the recipe's architecture (its values are replaced).
@@ -274,42 +316,55 @@ def load_model(
         exported model (:func:`~genmodels.train.export.export_model`) has only one set,
         which is loaded whatever ``ema`` says.
       step: a specific checkpoint step (default: the latest).
+      recipe, config: this recipe's name and config; a checkpoint of another recipe or
+        config class is refused (see :func:`~genmodels.train.checkpoint.check_recipe`).
 
     Returns:
       ``(model, meta)`` with ``meta`` holding the stored config, step and data position.
+
+    Raises:
+      MissingFileError: no such folder, or no checkpoint in it.
+      CheckpointError: unreadable, or written by another recipe or architecture.
     """
     d = Path(workdir)
     if (d / "checkpoints").is_dir():
         d = d / "checkpoints"
     if not d.is_dir():
-        raise FileNotFoundError(f"no checkpoint folder at {workdir}")
+        raise MissingFileError(
+            f"no checkpoint folder at {workdir}; pass the folder of a training run "
+            "(genmodels train RECIPE --workdir DIR) or of an export"
+        )
     tx, _ = make_optimizer(OptimConfig(), 1)
     graphdef, template = init_state(model, tx)
-    ckpt = Checkpointer(d)
+    ckpt = Checkpointer(d, read_only=True)
+    cfg_json = _config_json(config)
     try:
-        meta = ckpt.read_meta(step)
-        if EXPORT_KEY in meta:
-            # an exported model holds one parameter set: the one its recipe samples with
-            state, meta = ckpt.restore(
-                {"params": template["params"], "rest": template["rest"]}, step
-            )
-            return nnx.merge(graphdef, state["params"], state["rest"]), meta
-        # the optimizer state is restored too (cheap) because the template must match
-        state, meta = _restore_any_optimizer(ckpt, template, step)
+        (state, meta), _ = ckpt.restore_intact(
+            lambda s: ckpt.restore_checked(
+                template, s, where=workdir, recipe=recipe, cfg_json=cfg_json,
+                template_for=_template_for,
+            ),
+            action="loading",
+            advice="pass another checkpoint folder, or train or export this one again",
+            steps=None if step is None else [step],
+        )  # fmt: skip
     finally:
         ckpt.close()
-    params = state["ema"] if ema else state["params"]
-    return nnx.merge(graphdef, params, state["rest"]), meta
+    if EXPORT_KEY not in meta:
+        state = dict(state, params=state["ema"] if ema else state["params"])
+    return nnx.merge(graphdef, state["params"], state["rest"]), meta
 
 
-def _restore_any_optimizer(ckpt: Checkpointer, template: dict, step: int | None):
-    """Restore params/EMA/rest whatever optimizer chain wrote the checkpoint."""
-    meta = ckpt.read_meta(step)
+def _template_for(meta: dict, template: dict) -> dict:
+    """The template of the checkpoint described by ``meta``: the parameters only for an
+    export, else with the state of the optimizer chain that wrote it."""
+    if EXPORT_KEY in meta:
+        # an exported model holds one parameter set: the one its recipe samples with
+        return {"params": template["params"], "rest": template["rest"]}
     optim = meta.get("optim") or {}
     fields = {f.name for f in dataclasses.fields(OptimConfig)}
     cfg = OptimConfig(
         **{k: (tuple(v) if isinstance(v, list) else v) for k, v in optim.items() if k in fields}
     )
     tx, _ = make_optimizer(cfg, int(meta.get("train", {}).get("steps", 1) or 1))
-    template = dict(template, opt=_opt_init(tx, template["params"]))
-    return ckpt.restore(template, step)
+    return dict(template, opt=_opt_init(tx, template["params"]))

@@ -215,18 +215,19 @@ def test_generation_metrics_identical_sets():
 
 def test_fingerprints_cached_round_trip(tmp_path, monkeypatch):
     """The cache file gives back exactly the computed fingerprints, None included."""
-    structs = [_nacl(), None, _cscl()]
-    path = tmp_path / "fp.npz"
-    first = mc.fingerprints_cached(structs, path, progress=False)
-    assert path.exists() and first[0][1] is None and first[1][1] is None
+    monkeypatch.setenv("GENMODELS_CACHE_DIR", str(tmp_path))
+    structs, key = [_nacl(), None, _cscl()], {"dataset": "toy"}
+    first = mc.fingerprints_cached(structs, key, progress=False)
+    assert len(list(tmp_path.glob("metrics/crystal-fp-*.npz"))) == 1
+    assert first[0][1] is None and first[1][1] is None
 
     def boom(*a, **k):
         raise AssertionError("recomputed despite the cache")
 
     monkeypatch.setattr(mc, "fingerprints", boom)
-    again = mc.fingerprints_cached(structs, path, progress=False)
+    again = mc.fingerprints_cached(structs, key, progress=False)
     for a, b in zip(first[0] + first[1], again[0] + again[1]):
         assert (a is None and b is None) or np.array_equal(a, b)
     # a cache made for another number of crystals is not used
     with pytest.raises(AssertionError, match="recomputed"):
-        mc.fingerprints_cached(structs[:2], path, progress=False)
+        mc.fingerprints_cached(structs[:2], key, progress=False)

@@ -105,7 +105,7 @@ def test_unshipped_reference_stats_are_computed_once_and_cached(tmp_path, monkey
     calls = []
     monkeypatch.setattr(M, "_load_split", lambda d, s: calls.append((d, s)) or imgs)
     mu, sigma = M.reference_stats("mnist", "train", "classifier")
-    assert calls == [("mnist", "train")] and len(list((tmp_path / "fid").glob("*.npz"))) == 1
+    assert calls == [("mnist", "train")] and len(list((tmp_path / "metrics").glob("*.npz"))) == 1
     want = M.feature_stats(M.classifier_features(imgs))
     np.testing.assert_allclose(mu, want[0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(sigma, want[1], rtol=1e-5, atol=1e-6)

@@ -1,6 +1,8 @@
 """The training engine: exact resume, non-finite guard, optimizer, data-parallel equality."""
 
+import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from genmodels.errors import CheckpointError, MissingFileError, TrainingInterrupted
 from genmodels.train import (
     ArrayLoader,
     Checkpointer,
@@ -24,12 +27,13 @@ from genmodels.train import (
     read_metrics,
     train,
 )
+from genmodels.train.checkpoint import config_hash, config_json
 
 
 class Net(nnx.Module):
-    def __init__(self, rngs):
-        self.l1 = nnx.Linear(3, 16, rngs=rngs)
-        self.l2 = nnx.Linear(16, 1, rngs=rngs)
+    def __init__(self, rngs, hidden=16):
+        self.l1 = nnx.Linear(3, hidden, rngs=rngs)
+        self.l2 = nnx.Linear(hidden, 1, rngs=rngs)
 
     def __call__(self, x):
         return self.l2(jnp.tanh(self.l1(x)))
@@ -84,12 +88,88 @@ def test_exact_resume_after_interrupt(tmp_path):
     resumed = train(Net(nnx.Rngs(99)), loss_fn, loader, TCFG, OCFG, tmp_path / "b")
     for a, b in zip(leaves(full.state), leaves(resumed.state)):
         np.testing.assert_array_equal(a, b)
-    steps = [r["step"] for r in read_metrics(tmp_path / "b")]
-    assert steps == [5, 10, 15, 15, 20]  # step 15 logged before the crash and again after resume
-    # the logged wall time is cumulative: the resumed run starts from the checkpoint's
+    # step 15, logged before the crash, was dropped on resume from step 10 and logged again
     rec = read_metrics(tmp_path / "b")
+    assert [r["step"] for r in rec] == [5, 10, 15, 20]
+    # the logged wall time is cumulative: the resumed run starts from the checkpoint's
     meta = Checkpointer(tmp_path / "b" / "checkpoints").read_meta(10)
-    assert rec[1]["elapsed_s"] <= meta["elapsed_s"] <= rec[3]["elapsed_s"] <= rec[4]["elapsed_s"]
+    assert rec[1]["elapsed_s"] <= meta["elapsed_s"] <= rec[2]["elapsed_s"] <= rec[3]["elapsed_s"]
+
+
+LOG1 = dataclasses.replace(TCFG, steps=10, ckpt_every=3, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def full_log1():
+    """The final state leaves of an uninterrupted run of ``LOG1``."""
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    return leaves(train(Net(nnx.Rngs(0)), loss_fn, loader, LOG1, OCFG, None).state)
+
+
+def test_metrics_log_each_step_once_after_several_resumes(tmp_path, full_log1):
+    cfg = LOG1
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    for kill_at in (5, 8):  # each crash leaves rows logged after the last checkpoint
+
+        def crash(step, metrics, kill_at=kill_at):
+            if step == kill_at:
+                raise Stop
+
+        with pytest.raises(Stop):
+            train(Net(nnx.Rngs(0)), loss_fn, loader, cfg, OCFG, tmp_path, hooks=[crash])
+        assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, kill_at + 1))
+    # a line cut by a kill mid-write is dropped too
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 9, "lo')
+    resumed = train(Net(nnx.Rngs(0)), loss_fn, loader, cfg, OCFG, tmp_path)
+    assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 11))
+    for a, b in zip(full_log1, leaves(resumed.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("where", ["hook", "loader"])
+def test_ctrl_c_checkpoints_the_last_step_and_resumes_exactly(tmp_path, where, full_log1):
+    """Ctrl-C after a completed step (in a hook) or while loading the next batch."""
+    cfg = LOG1
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    hooks, bad = [], loader
+    if where == "hook":
+
+        def hook(step, metrics):
+            if step == 7:
+                raise KeyboardInterrupt
+
+        hooks = [hook]
+    else:
+
+        def batch(step):
+            if step == 7:
+                raise KeyboardInterrupt
+            return loader.batch(step)
+
+        bad = FunctionLoader(batch, 16)
+    with pytest.raises(TrainingInterrupted) as err:
+        train(Net(nnx.Rngs(0)), loss_fn, bad, cfg, OCFG, tmp_path, hooks=hooks)
+    assert (err.value.step, err.value.checkpoint_step, err.value.exit_code) == (7, 7, 130)
+    assert "interrupted at step 7 (checkpoint at step 7)" in str(err.value)
+    ckpt = Checkpointer(tmp_path / "checkpoints")
+    assert ckpt.all_steps() == [3, 6, 7]
+    ckpt.close()
+    resumed = train(Net(nnx.Rngs(99)), loss_fn, loader, cfg, OCFG, tmp_path)
+    assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 11))
+    for a, b in zip(full_log1, leaves(resumed.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_without_workdir_reports_the_step():
+    def hook(step, metrics):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    with pytest.raises(TrainingInterrupted, match="no checkpoint written yet") as err:
+        train(Net(nnx.Rngs(0)), loss_fn, loader, LOG1, OCFG, None, hooks=[hook])
+    assert (err.value.step, err.value.checkpoint_step) == (3, None)
 
 
 def test_resume_after_sigkill(tmp_path):
@@ -228,3 +308,141 @@ def test_data_parallel_on_8_devices_matches_one_device():
         text=True,
     )
     assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- damaged checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class RingConfig:
+    hidden: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherConfig:
+    hidden: int = 16
+
+
+RUN3 = dataclasses.replace(TCFG, steps=3, ckpt_every=1, log_every=1, keep_checkpoints=3)
+
+
+@pytest.fixture(scope="module")
+def run3(tmp_path_factory):
+    """A run folder of recipe "ring" with checkpoints 1, 2, 3, and the final state leaves
+    of an uninterrupted 4-step run."""
+    wd = tmp_path_factory.mktemp("run3")
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    train(Net(nnx.Rngs(0)), loss_fn, loader, RUN3, OCFG, wd, config=RingConfig(), recipe="ring")
+    full = train(Net(nnx.Rngs(0)), loss_fn, loader, dataclasses.replace(RUN3, steps=4), OCFG)
+    return wd, leaves(full.state)
+
+
+@pytest.fixture
+def run(run3, tmp_path):
+    """A copy of ``run3``'s folder to damage."""
+    shutil.copytree(run3[0], tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _arrays(step_dir):
+    return [f for f in (step_dir / "state" / "d").iterdir() if f.is_file()]
+
+
+DAMAGE = {
+    "an array file is cut short": lambda d: [f.open("r+b").truncate(10) for f in _arrays(d)],
+    "an array file is missing": lambda d: [f.unlink() for f in _arrays(d)],
+    "empty folder": lambda d: (shutil.rmtree(d), d.mkdir()),
+    "broken JSON": lambda d: (d / "meta" / "metadata").write_text('{"config": '),
+}
+
+
+def test_resume_skips_an_unreadable_newest_checkpoint_and_a_leftover_tmp_folder(run, run3, capfd):
+    DAMAGE["an array file is cut short"](run / "checkpoints" / "3")
+    # a save killed before orbax renamed its temporary folder
+    tmp = run / "checkpoints" / "4.orbax-checkpoint-tmp-1234"
+    (tmp / "state").mkdir(parents=True)
+    (tmp / "state" / "junk").write_text("x")
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    cfg = dataclasses.replace(RUN3, steps=4)
+    res = train(
+        Net(nnx.Rngs(9)), loss_fn, loader, cfg, OCFG, run, config=RingConfig(), recipe="ring"
+    )
+    err = capfd.readouterr().err
+    warned = [line for line in err.splitlines() if "unreadable" in line]
+    assert len(warned) == 1 and "Traceback" not in err, err
+    assert (
+        f"checkpoint {run / 'checkpoints' / '3'} is unreadable (an array file is cut short); "
+        "resuming from step 2" in warned[0]
+    )
+    for a, b in zip(run3[1], leaves(res.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["2", "3", "4"]
+    assert (run / "checkpoints_corrupt" / "3").is_dir()  # set aside, not deleted
+    meta = Checkpointer(run / "checkpoints").read_meta(4)
+    assert meta["recipe"] == "ring"
+    assert (
+        meta["config_hash"]
+        == config_hash(config_json(RingConfig()))
+        != config_hash(config_json(RingConfig(hidden=8)))
+    )
+
+
+@pytest.mark.parametrize("reason", list(DAMAGE))
+def test_load_model_falls_back_in_a_run_folder_else_says_what_to_do(run, reason, capfd):
+    DAMAGE[reason](run / "checkpoints" / "3")
+    model, meta = load_model(Net(nnx.Rngs(9)), run)
+    assert meta["step"] == 2
+    assert f"3 is unreadable ({reason}" in capfd.readouterr().err
+    # one named step: no fallback, one line naming the folder and what to do
+    with pytest.raises(CheckpointError) as err:
+        load_model(Net(nnx.Rngs(9)), run, step=3)
+    msg = str(err.value)
+    assert f"checkpoint {run / 'checkpoints' / '3'} is unreadable ({reason}" in msg
+    assert "pass another checkpoint folder" in msg and "\n" not in msg
+    assert err.value.__cause__ is not None
+
+
+def test_no_intact_checkpoint_says_to_delete_the_folder(run):
+    for step in (1, 2, 3):
+        DAMAGE["broken JSON"](run / "checkpoints" / str(step))
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    with pytest.raises(CheckpointError) as err:
+        train(Net(nnx.Rngs(0)), loss_fn, loader, RUN3, OCFG, run, config=RingConfig())
+    msg = str(err.value)
+    assert f"no intact checkpoint in {run / 'checkpoints'}: steps 3, 2, 1 are unreadable" in msg
+    assert f"delete the folder {run / 'checkpoints'} to start afresh" in msg
+
+
+def test_a_checkpoint_of_another_recipe_or_architecture_is_refused(run):
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    h = config_hash(config_json(RingConfig()))
+    h32 = config_hash(config_json(RingConfig(hidden=32)))
+
+    def resume(net, config, recipe):
+        train(net, loss_fn, loader, RUN3, OCFG, run, config=config, recipe=recipe)
+
+    with pytest.raises(CheckpointError, match=f"by recipe ring \\(config {h}\\), not recipe "):
+        resume(Net(nnx.Rngs(0)), RingConfig(), "other")
+    with pytest.raises(CheckpointError, match="by recipe ring .*not recipe other"):
+        load_model(Net(nnx.Rngs(0)), run, recipe="other", config=RingConfig())
+    # without a recipe name the config classes are compared
+    with pytest.raises(CheckpointError, match="by recipe ring .*, not config class OtherConfig"):
+        resume(Net(nnx.Rngs(0)), OtherConfig(), None)
+    # the same recipe with another architecture: both hashes, never "unreadable"
+    with pytest.raises(CheckpointError) as err:
+        resume(Net(nnx.Rngs(0), hidden=32), RingConfig(hidden=32), "ring")
+    msg = str(err.value)
+    assert f"(recipe ring (config {h}))" in msg and f"recipe ring (config {h32})" in msg
+    assert "architecture differs" in msg and "unreadable" not in msg
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["1", "2", "3"]
+    assert not (run / "checkpoints_corrupt").exists()
+
+
+def test_load_model_names_a_missing_or_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a checkpoint")
+    for folder in ("missing", "empty", "other"):
+        with pytest.raises(MissingFileError, match=f"{folder}.*pass the folder of a training"):
+            load_model(Net(nnx.Rngs(0)), tmp_path / folder)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from genmodels.errors import UsageError
 from genmodels.train.data import ArrayLoader
 
 
@@ -20,6 +21,10 @@ class Task(Protocol):
 
     #: file suffix of sample files (``.g6``, ``.smi``, ``.cif``, ``.npz``)
     sample_suffix: str
+    #: suffixes :meth:`read_samples` accepts (the first is ``sample_suffix``)
+    sample_suffixes: tuple[str, ...]
+    #: split names ``evaluate(split=...)`` accepts
+    eval_splits: tuple[str, ...]
 
     def train_arrays(self) -> dict[str, Any]:
         """Host arrays of the training split, one row per example (the loader's batches)."""
@@ -35,7 +40,10 @@ class Task(Protocol):
 
     def write_samples(self, samples: Any, path: Path) -> None: ...
 
-    def read_samples(self, path: Path) -> Any: ...
+    def read_samples(self, path: Path) -> Any:
+        """A sample file's samples; DataError: a suffix not in ``sample_suffixes``, or an
+        empty, binary, corrupt or wrong-kind file (individual bad samples are kept)."""
+        ...
 
     def evaluate(self, samples: Any, split: str = "test", meta: dict | None = None) -> dict: ...
 
@@ -49,16 +57,20 @@ def array_loader(task: Task, train_cfg: Any) -> ArrayLoader:
     return ArrayLoader(task.train_arrays(), batch_size=train_cfg.batch_size, seed=train_cfg.seed)
 
 
-def reference_split(splits: tuple[Any, Any], split: str) -> Any:
-    """The ``train`` or ``test`` member of ``(train, test)``.
+def check_split(split: str, splits: tuple[str, ...]) -> str:
+    """``split`` if it is one of ``splits`` (a task's ``eval_splits``).
 
     Raises:
-      ValueError: another name.
+      UsageError: another name ("unknown split 'banana'; choose one of test, train").
     """
-    ref = {"train": splits[0], "test": splits[1]}.get(split)
-    if ref is None:
-        raise ValueError(f"unknown split {split!r}; choose test or train")
-    return ref
+    if split not in splits:
+        raise UsageError(f"unknown split {split!r}; choose one of {', '.join(splits)}")
+    return split
+
+
+def reference_split(splits: tuple[Any, Any], split: str) -> Any:
+    """The ``train`` or ``test`` member of ``(train, test)`` (see :func:`check_split`)."""
+    return splits[("train", "test").index(check_split(split, ("test", "train")))]
 
 
 def concat_lists(parts: list[list], num: int) -> list:

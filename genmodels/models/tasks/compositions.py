@@ -1,4 +1,4 @@
-"""Crystal compositions (the atom types of perov_5, carbon_24, mp_20): a data kind.
+"""Crystal compositions (the atom types of perov_5, carbon_24, mp_20 or a user's path).
 
 A crystal with ``n`` atoms is a row ``types`` [N] of element indices into the vocabulary
 (atoms sorted by atomic number, -1 beyond ``n``; ``N``: the training split's largest
@@ -18,28 +18,33 @@ import numpy as np
 from pymatgen.core import Composition, Element, Structure
 
 from genmodels.core.types import Context, State
+from genmodels.datasets.user import UserData, is_user_path
 from genmodels.domains.crystals import (
     CrystalDomain,
     as_composition,
     read_compositions,
     write_compositions,
 )
-from genmodels.models.tasks.base import concat_lists
+from genmodels.domains.files import check_suffix
+from genmodels.models.tasks.base import check_split, concat_lists
 
 
 class CompositionTask:
     """The compositions of one crystal data set (module docstring).
 
     Args:
-      dataset: ``perov_5``, ``carbon_24`` or ``mp_20``.
+      dataset: ``perov_5``, ``carbon_24``, ``mp_20`` or a user's path (its splits ``train``
+        and ``test``: :func:`~genmodels.datasets.crystals.load_user_crystals` with ``data``).
       train_split: split trained on (its atom counts are sampled, its largest is N).
       eval_split: default reference split of :meth:`evaluate`.
       train_limit, eval_limit: load only the first rows of the training / other splits.
       elements: the vocabulary as element symbols (``None``: every element of
         ``train_split`` and ``eval_split``, sorted by atomic number).
+      data: the options of a user's path.
     """
 
     sample_suffix = ".txt"
+    sample_suffixes, eval_splits = (".txt",), ("test", "val", "train")
 
     def __init__(
         self,
@@ -49,13 +54,17 @@ class CompositionTask:
         train_limit: int | None = None,
         eval_limit: int | None = None,
         elements: Sequence[str] | None = None,
+        data: UserData = UserData(),
     ):
         from genmodels.datasets.crystals import CRYSTAL_DATASETS
 
-        if dataset not in CRYSTAL_DATASETS:
+        self.user, self.data = is_user_path(dataset), data
+        if not self.user and dataset not in CRYSTAL_DATASETS:
             raise ValueError(
                 f"unknown crystal data set {dataset!r}; choose one of {tuple(CRYSTAL_DATASETS)}"
             )
+        if self.user:
+            train_split, eval_split = "train", "test"
         self.dataset_name, self.train_split, self.eval_split = dataset, train_split, eval_split
         self.train_limit, self.eval_limit, self.vocab = train_limit, eval_limit, elements
         self._datasets: dict = {}
@@ -63,9 +72,11 @@ class CompositionTask:
 
     def dataset(self, split: str):
         """One split (:class:`~genmodels.datasets.crystals.CrystalDataset`), cached."""
-        from genmodels.datasets.crystals import load_crystals
+        from genmodels.datasets.crystals import load_crystals, load_user_crystals
 
-        if split not in self._datasets:
+        if self.user and split not in self._datasets:
+            self._datasets[split] = load_user_crystals(self.dataset_name, self.data, split)
+        elif split not in self._datasets:
             limit = self.train_limit if split == self.train_split else self.eval_limit
             self._datasets[split] = load_crystals(self.dataset_name, split, limit=limit)
         return self._datasets[split]
@@ -173,7 +184,7 @@ class CompositionTask:
         write_compositions(samples, path)
 
     def read_samples(self, path: Path) -> list[Composition]:
-        return read_compositions(path)
+        return read_compositions(check_suffix(path, self.sample_suffixes, "compositions"))
 
     def default_num_samples(self) -> int:
         """1,000 per seed (the shipped metrics)."""
@@ -194,6 +205,7 @@ class CompositionTask:
         from genmodels.metrics.crystals import composition_metrics
 
         del meta
+        check_split(split or self.eval_split, self.eval_splits)
         comps = [as_composition(s) for s in samples]
         if not comps:
             raise ValueError("evaluate got no samples")

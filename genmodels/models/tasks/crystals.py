@@ -1,8 +1,9 @@
-"""Periodic crystals (perov_5, carbon_24, mp_20): CDVAE's data kind.
+"""Periodic crystals (perov_5, carbon_24, mp_20, or a user's path): CDVAE's data kind.
 
 State ``{"frac": [B, N, 3], "types": [B, N] int32 (class ``Z - 1``), "lattice": [B, 6]}``
 with ``num_atoms`` [B] (:class:`~genmodels.domains.crystals.CrystalDomain`, canonical
-Niggli cells); the splits are the benchmark's CSVs; the atom-count prior is the training
+Niggli cells); the splits are the benchmark's CSVs (a user's path:
+:func:`~genmodels.datasets.crystals.load_user_crystals`); the atom-count prior is the training
 split's counts; samples are one CIF file with a ``data_`` block per crystal; ``evaluate``
 is CDVAE's generation metrics and :meth:`CrystalTask.evaluate_reconstruction` its
 reconstruction metrics (:mod:`genmodels.metrics.crystals`).
@@ -10,7 +11,6 @@ reconstruction metrics (:mod:`genmodels.metrics.crystals`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import cached_property
 from pathlib import Path
@@ -19,8 +19,12 @@ import numpy as np
 from pymatgen.core import Structure
 
 from genmodels.core.types import Context, State
-from genmodels.datasets.crystals import CRYSTAL_DATASETS, CrystalDataset, load_crystals
+from genmodels.datasets import crystals as dsc
+from genmodels.datasets.user import UserData, is_user_path
 from genmodels.domains.crystals import CrystalDomain, read_cif, write_cif
+from genmodels.domains.files import check_suffix
+from genmodels.errors import DataError
+from genmodels.models.tasks.base import check_split
 
 __all__ = ["CrystalTask"]
 
@@ -32,9 +36,12 @@ class CrystalTask:
     """The crystals of one benchmark (module docstring).
 
     Args:
-      dataset: ``perov_5``, ``carbon_24`` or ``mp_20``.
+      dataset: ``perov_5``, ``carbon_24``, ``mp_20`` or a user's path (then ``max_atoms``
+        is the data's largest count, ``train_split`` is ``train`` and :attr:`elements`
+        are the data's elements).
       max_atoms: largest atom count (the domain's padding).
       num_types: atom classes (class ``k`` is atomic number ``k + 1``).
+      data: the options of a user's path.
       train_split: the split trained on.
       train_limit, eval_limit: read only the first rows of the training / other splits.
 
@@ -43,6 +50,7 @@ class CrystalTask:
     """
 
     sample_suffix = ".cif"
+    sample_suffixes, eval_splits = (".cif",), ("test", "val", "train")
 
     def __init__(
         self,
@@ -50,28 +58,37 @@ class CrystalTask:
         max_atoms: int,
         num_types: int = 100,
         *,
+        data: UserData = UserData(),
         train_split: str = "train",
         train_limit: int | None = None,
         eval_limit: int | None = None,
     ):
-        if dataset not in CRYSTAL_DATASETS:
-            raise ValueError(
-                f"unknown crystal dataset {dataset!r}; choose one of {', '.join(CRYSTAL_DATASETS)}"
-            )
-        self.name = dataset
-        self.train_split = train_split
+        self.user, self.data, self.name = is_user_path(dataset), data, dataset
+        if not self.user and dataset not in dsc.CRYSTAL_DATASETS:
+            names = ", ".join(dsc.CRYSTAL_DATASETS)
+            raise ValueError(f"unknown crystal dataset {dataset!r}; choose one of {names}")
+        self.train_split = "train" if self.user else train_split
         self.limits = {"train": train_limit, "eval": eval_limit}
+        self._datasets: dict[str, dsc.CrystalDataset] = {}
+        self.elements: tuple[int, ...] | None = None  # a user's data: its atomic numbers
+        if self.user:
+            splits = [self.dataset(s).arrays for s in ("train", "test")]
+            max_atoms = max(int(a.num_atoms.max()) for a in splits)
+            self.elements = tuple(np.unique(np.concatenate([a.atomic_numbers for a in splits])))
+            if self.elements[-1] > num_types:  # class k is atomic number k + 1
+                raise DataError(f"{dataset}: atomic number {self.elements[-1]} > {num_types}")
         self.domain = CrystalDomain(max_atoms, num_types, one_hot_types=False)
-        self._datasets: dict[str, CrystalDataset] = {}
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._fingerprints: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------ data
-    def dataset(self, split: str) -> CrystalDataset:
+    def dataset(self, split: str) -> dsc.CrystalDataset:
         """One split, parsed and cached (the training or evaluation row limit applied)."""
-        if split not in self._datasets:
+        if self.user and split not in self._datasets:
+            self._datasets[split] = dsc.load_user_crystals(self.name, self.data, split)
+        elif split not in self._datasets:
             limit = self.limits["train" if split == self.train_split else "eval"]
-            self._datasets[split] = load_crystals(self.name, split, limit=limit)
+            self._datasets[split] = dsc.load_crystals(self.name, split, limit=limit)
         return self._datasets[split]
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
@@ -104,7 +121,8 @@ class CrystalTask:
         lat = a["lattice"].astype(np.float64)
         scaled = np.concatenate([lat[:, :3] / a["num_atoms"][:, None] ** (1 / 3), lat[:, 3:]], 1)
         prop = a["property"].astype(np.float64)
-        mean, std = (np.nan_to_num(f(prop)) if prop.size else 0.0 for f in (np.nanmean, np.nanstd))
+        ok = np.isfinite(prop).any()
+        mean, std = (np.nan_to_num(f(prop)) if ok else 0.0 for f in (np.nanmean, np.nanstd))
         return {
             "lattice_mean": scaled.mean(0).astype(np.float32),
             "lattice_std": (scaled.std(0) + eps).astype(np.float32),
@@ -145,7 +163,7 @@ class CrystalTask:
         write_cif(samples, path)
 
     def read_samples(self, path: Path) -> list[Structure | None]:
-        return read_cif(path, keep_failed=True)
+        return read_cif(check_suffix(path, self.sample_suffixes, "crystals"), keep_failed=True)
 
     def default_num_samples(self) -> int:
         """1,000 crystals per seed (the shipped metrics' protocol)."""
@@ -153,22 +171,20 @@ class CrystalTask:
 
     # ---------------------------------------------------------------- metrics
     def fingerprints(self, split: str):
-        """The split's CrystalNN / composition fingerprints: in memory, else from the disk
-        cache (``cache_dir()/crystals``, keyed by the parsed arrays), else computed with
-        one worker per CPU (minutes for a test split)."""
+        """The split's CrystalNN / composition fingerprints: in memory, else from the metric
+        disk cache (keyed by the split's csv checksum and parsed arrays), else computed
+        with one worker per CPU (minutes for a test split)."""
         if split not in self._fingerprints:
-            from genmodels.datasets.registry import cache_dir
+            from genmodels.metrics.cache import content_digest, data_checksums
             from genmodels.metrics.crystals import fingerprints_cached
 
-            ds = self.dataset(split)
-            h = hashlib.sha256(b"fp-v1")
-            a = ds.arrays
-            for x in (a.frac, a.atomic_numbers, a.num_atoms, a.lattice):
-                h.update(np.ascontiguousarray(x).tobytes())
-            path = cache_dir() / "crystals" / f"{ds.name}-{split}-fp-{h.hexdigest()[:20]}.npz"
+            ds, a = self.dataset(split), self.dataset(split).arrays
+            files = data_checksums(self.name, [f"crystals/{self.name}/{split}.csv"])
+            arrays = content_digest([a.frac, a.atomic_numbers, a.num_atoms, a.lattice])
+            key = {"dataset": self.name, "split": split, "files": files, "arrays": arrays}
             jobs = max(1, min(os.cpu_count() or 1, 8))
             self._fingerprints[split] = fingerprints_cached(
-                ds.structures(), path, n_jobs=jobs, progress=True
+                ds.structures(), key, n_jobs=jobs, progress=f"fingerprints ({self.name} {split})"
             )
         return self._fingerprints[split]
 
@@ -180,13 +196,14 @@ class CrystalTask:
         from genmodels.metrics.crystals import generation_metrics
 
         del meta
+        check_split(split, self.eval_splits)
         ref = self.dataset(split).structures()
         out = generation_metrics(
             list(samples),
             ref,
-            self.name,
+            "mp_20" if self.user else self.name,  # a user's crystals: mp_20's cutoffs
             test_fingerprints=self.fingerprints(split),
-            progress=False,
+            progress="fingerprints (samples)",
         )
         out = {k: float(v) for k, v in out.items()}
         out["num_reference"] = float(len(ref))

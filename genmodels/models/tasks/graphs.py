@@ -1,10 +1,10 @@
-"""Generic graphs (community_small, ego_small, ENZYMES, grid): GDSS's data kind.
+"""Generic graphs (community_small, ego_small, ENZYMES, grid, or a user's file): GDSS's data.
 
 State ``{"x": [B, N, F] degree one-hot, "adj": [B, N, N] 0/1}``; the test split is the
-first 20% of the file (GDSS); node counts are drawn from the training graphs; decoding
-thresholds ``adj`` at 0.5 and drops self loops and isolated nodes; samples are graph6
-files; ``evaluate`` is GDSS's MMD suite against the test graphs.
-"""
+first 20% of the file (GDSS) or a user file's (:func:`~genmodels.datasets.graphs.graph_splits`);
+node counts are drawn from the training graphs; decoding thresholds ``adj`` at 0.5 and
+drops self loops and isolated nodes; samples are graph6 files; ``evaluate`` is GDSS's MMD
+suite against the test graphs."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import numpy as np
 
 from genmodels.core.masks import graph_masks
 from genmodels.core.types import Context, State
-from genmodels.datasets.graphs import load_graphs, train_test_split
+from genmodels.datasets.graphs import graph_splits
+from genmodels.datasets.user import UserData, is_user_path
+from genmodels.domains.files import check_suffix
 from genmodels.domains.graphs import GraphDomain, read_graph6, write_graph6
-from genmodels.models.tasks.base import concat_lists, reference_split
+from genmodels.models.tasks.base import check_split, concat_lists, reference_split
 
 
 class DenseGraphTask:
@@ -48,23 +50,27 @@ class GraphTask(DenseGraphTask):
     """Generic graphs of one data set (module docstring).
 
     Args:
-      dataset: community_small, ego_small, ENZYMES or grid.
-      max_nodes: padded node count N.
-      max_feat: degree one-hot classes F.
+      dataset: community_small, ego_small, ENZYMES, grid, or a user's path.
+      max_nodes: padded node count N (a path: its largest training graph's instead).
+      max_feat: degree one-hot classes F (a path: larger degrees share the last class).
+      data: the options of a user's file (split).
     """
 
     sample_suffix = ".g6"
+    sample_suffixes, eval_splits = (".g6",), ("test", "train")
 
-    def __init__(self, dataset: str, max_nodes: int, max_feat: int):
-        self.dataset = dataset
-        self.domain = GraphDomain(max_nodes, max_feat)
+    def __init__(self, dataset: str, max_nodes: int, max_feat: int, data: UserData = UserData()):
+        self.dataset, self.data, user = dataset, data, is_user_path(dataset)
+        if user:
+            max_nodes = max(g.number_of_nodes() for g in self.splits[0])
+        self.domain = GraphDomain(max_nodes, max_feat, clip_degree=user)
         self.max_nodes, self.max_feat = max_nodes, max_feat
         self.dims = (max_nodes, max_feat)
 
     @cached_property
     def splits(self) -> tuple[list[nx.Graph], list[nx.Graph]]:
-        """(train, test) graphs; test = the first 20% of the file, as GDSS."""
-        return train_test_split(load_graphs(self.dataset), 0.2)
+        """(train, test) graphs (:func:`~genmodels.datasets.graphs.graph_splits`)."""
+        return graph_splits(self.dataset, self.data)
 
     def train_arrays(self) -> dict[str, np.ndarray]:
         """``x`` [M, N, F], ``adj`` [M, N, N], ``node_mask`` [M, N] of the training graphs."""
@@ -98,7 +104,7 @@ class GraphTask(DenseGraphTask):
         write_graph6(samples, path)
 
     def read_samples(self, path: Path) -> list[nx.Graph]:
-        return read_graph6(path)
+        return read_graph6(check_suffix(path, self.sample_suffixes, "graphs"))
 
     def default_num_samples(self) -> int:
         """The test split's size (GDSS's ``sampler.py`` keeps ``len(test_graph_list)``)."""
@@ -111,6 +117,7 @@ class GraphTask(DenseGraphTask):
         from genmodels.metrics.graphs import graph_mmd
 
         del meta
+        check_split(split, self.eval_splits)
         ref = reference_split(self.splits, split)
         gen = [g for g in samples if g is not None]
         out = graph_mmd(ref, gen, metrics=("degree", "clustering", "orbit", "spectral"))

@@ -1,4 +1,4 @@
-"""Images (MNIST, CIFAR-10, a folder of PNG images): the image data kind.
+"""Images (MNIST, CIFAR-10, a user's image folder or ``.npz``): the image data kind.
 
 Training images stay uint8 ``[N, H, W, C]`` on the host (4x less host-to-device traffic)
 and become the state ``{"image": [B, H, W, C]}`` in [-1, 1] on the device
@@ -7,7 +7,7 @@ Sampled states are decoded to uint8 (:func:`~genmodels.domains.images.decode`, t
 place images are clipped); samples are ``.npz`` files with uint8 ``images`` plus a PNG
 grid; ``evaluate`` is the FID of :func:`genmodels.metrics.images.image_metrics`
 (Inception-v3, and a fast FID on a small classifier trained on the data set where one
-ships).
+ships, or the MNIST one for a user's 28 x 28 gray images) against the test split.
 
 :class:`ImageTaskConfig` holds the fields every continuous image recipe has; a method's
 image config adds its own.
@@ -25,7 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from genmodels.core.types import Array, Context, State
+from genmodels.datasets.user import UserData
 from genmodels.domains import images as dom
+from genmodels.domains.files import check_suffix
+from genmodels.models.tasks.base import check_split
 from genmodels.nets.unet import UNetConfig
 from genmodels.processes.base import corrupt_state
 from genmodels.train.config import OptimConfig, TrainConfig
@@ -35,43 +38,49 @@ class ImageTask:
     """Images of one data set (module docstring).
 
     Args:
-      dataset: ``mnist``, ``cifar10`` or a PNG folder
-        (:func:`genmodels.datasets.images.load_images`); training reads split ``train``.
+      dataset: ``mnist``, ``cifar10``, a user's image folder or ``.npz``
+        (:func:`genmodels.datasets.images.load_image_set`; ``data`` splits a user's).
       shape: ``(H, W, C)`` the network reads and samples have.
       random_flip: random horizontal flips of training images (wrong for digits).
       eval_inception: also compute the Inception-v3 FID in :meth:`evaluate`.
+      size_flags: ``(H, W, C) ->`` the options that fit the network to such images.
     """
 
     sample_suffix = ".npz"
+    sample_suffixes, eval_splits = (".npz",), ("test", "train")
 
     def __init__(
         self,
         dataset: str,
         shape: tuple[int, int, int],
         *,
+        data: UserData | None = None,
         random_flip: bool = False,
         eval_inception: bool = True,
+        size_flags=UNetConfig.fit_options,
     ):
-        self.dataset, self.shape = dataset, tuple(shape)
-        self.random_flip, self.eval_inception = random_flip, eval_inception
+        self.dataset, self.shape, self.user_data = dataset, tuple(shape), data or UserData()
+        self.random_flip, self.eval_inception, self.size_flags = (
+            random_flip,
+            eval_inception,
+            size_flags,
+        )
 
     def check_images(self, images: np.ndarray, what: str = "training images") -> np.ndarray:
         """``images`` as uint8 [N, H, W, C], checked against :attr:`shape`."""
-        x = dom.to_nhwc(np.asarray(images), what=what)
-        if x.shape[1:] != self.shape:
-            raise ValueError(
-                f"{what} of {self.dataset!r} are {x.shape[1:]} (H, W, C) but the network "
-                f"expects {self.shape}: set net.img_resolution and net.in_channels / "
-                "net.out_channels to match"
-            )
-        return x
+        return dom.check_shape(images, self.shape, what, self.dataset, self.size_flags)
+
+    def split_images(self, split: str) -> np.ndarray:
+        """uint8 [N, H, W, C] images of ``split``, checked (``train``: :attr:`data`)."""
+        from genmodels.datasets.images import load_images
+
+        x = load_images(self.dataset, split, self.user_data)
+        return self.check_images(x, f"{split} images")
 
     @cached_property
     def data(self) -> np.ndarray:
         """Training images, uint8 [N, H, W, C]."""
-        from genmodels.datasets.images import load_images
-
-        return self.check_images(load_images(self.dataset, "train"))
+        return self.split_images("train")
 
     def train_arrays(self) -> dict[str, np.ndarray]:
         return {"image": self.data}
@@ -108,7 +117,7 @@ class ImageTask:
         dom.write_images_npz(path, samples)
 
     def read_samples(self, path: Path) -> np.ndarray:
-        return dom.read_images_npz(path)
+        return dom.read_images_npz(check_suffix(path, self.sample_suffixes, "images"))
 
     def default_num_samples(self) -> int:
         """10,000 (the FID protocol of the recipes' metrics)."""
@@ -122,13 +131,10 @@ class ImageTask:
         from genmodels.metrics.images import image_metrics
 
         del meta
+        check_split(split, self.eval_splits)
         x = self.check_images(samples, what="samples")
-        out = image_metrics(x, dataset=self.dataset, split=split, inception=self.eval_inception)
-        out = {
-            k: v if isinstance(v, int | float) or v is None else float(v) for k, v in out.items()
-        }
-        out["num_samples"] = int(len(x))
-        return out
+        kw = dict(inception=self.eval_inception, data=self.user_data)
+        return {**image_metrics(x, self.dataset, split, **kw), "num_samples": int(len(x))}
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,8 @@ class ImageTaskConfig:
     """Fields of every continuous image recipe (PFGM++, flow; each adds its own).
 
     Attributes:
-      dataset: ``mnist``, ``cifar10`` or a folder of PNG images.
+      dataset: ``mnist``, ``cifar10``, a user's image folder or ``.npz``.
+      data: how a user's data is split.
       net: UNet sizes; ``img_resolution`` and ``in_channels`` must match the images.
       random_flip: random horizontal flips of training images (score_sde / rectified
         flow on CIFAR-10; wrong for digits).
@@ -148,6 +155,7 @@ class ImageTaskConfig:
     """
 
     dataset: str = "mnist"
+    data: UserData = UserData()
     net: UNetConfig = field(default_factory=UNetConfig)
     random_flip: bool = False
     sampler: str = ""
@@ -171,6 +179,5 @@ class ImageTaskConfig:
                 f"{n.in_channels}, out_channels={n.out_channels}"
             )
         shape = (n.img_resolution, n.img_resolution, n.in_channels)
-        return ImageTask(
-            self.dataset, shape, random_flip=self.random_flip, eval_inception=self.eval_inception
-        )
+        kw = dict(data=self.data, random_flip=self.random_flip, eval_inception=self.eval_inception)
+        return ImageTask(self.dataset, shape, **kw)

@@ -1,16 +1,17 @@
-"""Molecules (QM9, ZINC250k, MOSES) as GDSS's graphs: the molecule data kind.
+"""Molecules (QM9, ZINC250k, MOSES or a user's SMILES file) as GDSS's graphs.
 
 Training arrays are atom classes ``types`` [M, N] (-1 on padding) and Kekule bond orders
 ``bonds`` [M, N, N]; the dense state is ``{"x": one-hot atom types, "adj": bond orders}``.
 Decoding applies GDSS's rounding, charge rule, valency correction and largest-fragment
 rule (:class:`~genmodels.domains.molecules.MoleculeDomain`) and keeps both the corrected
-and the raw SMILES of every sample, so validity with and without correction come from
-one run. Samples are ``.smi`` files; ``evaluate`` gives validity (with and without
-correction), uniqueness, novelty, FCD and NSPDK (MOSES metrics for MOSES).
+and the raw SMILES of every sample. ``evaluate`` gives validity (with and without
+correction), uniqueness, novelty, FCD and NSPDK (MOSES metrics for MOSES). A user file's
+vocabulary, size and split: :func:`~genmodels.datasets.molecules.load_user_molecules`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -21,23 +22,38 @@ import numpy as np
 
 from genmodels.core.masks import graph_masks
 from genmodels.core.types import Context, State
-from genmodels.models.tasks.base import reference_split
+from genmodels.datasets.user import UserData, is_user_path, user_data_kind
+from genmodels.errors import DataError, UsageError
+from genmodels.models.tasks.base import check_split, reference_split
 from genmodels.models.tasks.graphs import DenseGraphTask
 
 #: molecule data sets
 MOLECULE_DATASETS = ("qm9", "zinc250k", "moses")
 
 
-def molecule_vocab(dataset: str) -> tuple[int, int]:
-    """``(atom classes, max heavy atoms)`` of a data set, without loading it."""
+def molecule_vocab(dataset: str, data: UserData | None = None) -> tuple[int, int]:
+    """``(atom classes, max heavy atoms)`` of a benchmark (without loading it) or of a user
+    file (its cached conversion, :func:`~genmodels.datasets.molecules.user_molecule_vocab`)."""
     from genmodels.datasets import molecules as mdata
     from genmodels.domains import molecules as mdom
 
+    if is_user_path(dataset):
+        atoms, max_atoms = mdata.user_molecule_vocab(dataset, data)
+        return len(atoms), max_atoms
     return {
         "qm9": (len(mdom.QM9_ATOMS), mdata.QM9_MAX_ATOMS),
         "zinc250k": (len(mdom.ZINC_ATOMS), mdata.ZINC_MAX_ATOMS),
         "moses": (len(mdom.MOSES_ATOMS), mdata.MOSES_MAX_ATOMS),
     }[dataset]
+
+
+def molecule_net(net, dataset: str, data: UserData):
+    """GDSS network sizes ``net`` with a molecule file's atom classes and size as
+    ``max_feat_num`` / ``max_node_num``; a benchmark name or other data keep ``net``."""
+    if user_data_kind(dataset) != "molecules":
+        return net
+    f, n = molecule_vocab(dataset, data)
+    return dataclasses.replace(net, max_feat_num=f, max_node_num=n)
 
 
 class MolSample(NamedTuple):
@@ -52,34 +68,37 @@ class MoleculeTask(DenseGraphTask):
     """Molecules of one data set (module docstring).
 
     Args:
-      dataset: qm9, zinc250k or moses.
+      dataset: qm9, zinc250k, moses or the path of a user's SMILES file.
+      data: a user file's options (split, SMILES column, ``max_atoms``).
       index_offset: how the split file's ids map to rows (data/README.md).
       moses_limit: MOSES training molecules to load (``None``: all).
       eval_fcd, eval_nspdk: compute FCD (``metrics`` extra) and NSPDK in ``evaluate``.
     """
 
     sample_suffix = ".smi"
+    sample_suffixes, eval_splits = (".smi", ".txt", ".csv", ".csv.gz"), ("test", "train")
 
-    def __init__(
-        self,
-        dataset: str,
-        *,
-        index_offset: int = 1,
-        moses_limit: int | None = None,
-        eval_fcd: bool = True,
-        eval_nspdk: bool = True,
-    ):
-        if dataset not in MOLECULE_DATASETS:
-            raise ValueError(
-                f"unknown molecule data set {dataset!r}; choose one of {MOLECULE_DATASETS}"
-            )
-        self.dataset = dataset
+    def __init__(self, dataset: str, *, data: UserData | None = None, index_offset: int = 1,
+                 moses_limit: int | None = None, eval_fcd: bool = True, eval_nspdk: bool = True):  # fmt: skip
+        kind = user_data_kind(dataset)
+        if kind not in ("", "molecules"):
+            raise DataError(f"--dataset {dataset} holds {kind}; a molecule recipe reads SMILES")
+        if not kind and dataset not in MOLECULE_DATASETS:
+            raise UsageError(f"unknown molecule data set {dataset!r}; choose one of "
+                             f"{MOLECULE_DATASETS} or a .smi/.csv file")  # fmt: skip
+        self.dataset, self.user_data = dataset, data or UserData()
         self.index_offset = index_offset
         self.moses_limit = moses_limit
         self.eval_fcd, self.eval_nspdk = eval_fcd, eval_nspdk
-        self.num_atom_types, self.max_atoms = molecule_vocab(dataset)
+        self.num_atom_types, self.max_atoms = molecule_vocab(dataset, self.user_data)
         self.dims = (self.max_atoms, self.num_atom_types)
         self._ref_cache: dict[str, dict] = {}
+
+    @classmethod
+    def of(cls, config) -> MoleculeTask:
+        """The task of a recipe config: its ``dataset``, ``data`` and the options above."""
+        opts = ("index_offset", "moses_limit", "eval_fcd", "eval_nspdk")
+        return cls(config.dataset, data=config.data, **{k: getattr(config, k) for k in opts})
 
     @cached_property
     def data(self):
@@ -91,6 +110,8 @@ class MoleculeTask(DenseGraphTask):
             "zinc250k": lambda: mdata.load_zinc250k(index_offset=self.index_offset),
             "moses": lambda: mdata.load_moses("train", limit=self.moses_limit),
         }
+        if self.dataset not in loaders:
+            return mdata.load_user_molecules(self.dataset, self.user_data)
         return loaders[self.dataset]()
 
     @property
@@ -103,7 +124,7 @@ class MoleculeTask(DenseGraphTask):
         return self.data.train_smiles, self.data.test_smiles
 
     def train_arrays(self) -> dict[str, np.ndarray]:
-        """``types`` int8 [M, N] (-1 padding) and ``bonds`` int8 [M, N, N]."""
+        """``types`` int8 [M, N] (-1 padding) and ``bonds`` int8 [M, N, N], in this order."""
         types, bonds = self.data.arrays(self.data.train_idx)
         return {"types": types, "bonds": bonds}
 
@@ -159,11 +180,13 @@ class MoleculeTask(DenseGraphTask):
         write_smiles(samples, path)
 
     def read_samples(self, path: Path) -> list[str]:
-        """SMILES from a ``.smi`` file (an empty line for a failed sample) or from the
-        ``smiles`` column of a ``.csv`` / ``.csv.gz`` file."""
+        """SMILES from a ``.smi``/``.txt`` file (an empty line for a failed sample) or from
+        the ``smiles`` column of a ``.csv`` / ``.csv.gz`` file."""
+        from genmodels.domains.files import check_suffix
         from genmodels.domains.molecules import read_smiles
 
-        if Path(path).name.lower().endswith((".csv", ".csv.gz")):
+        path = check_suffix(path, self.sample_suffixes, "molecules")
+        if path.name.lower().endswith((".csv", ".csv.gz")):
             from genmodels.datasets.molecules import read_smiles_column
 
             return read_smiles_column(path)
@@ -174,11 +197,7 @@ class MoleculeTask(DenseGraphTask):
         return 10_000
 
     def evaluate(
-        self,
-        samples: list[str],
-        split: str = "test",
-        meta: dict | None = None,
-        raw: list[str] | None = None,
+        self, samples: list[str], split="test", meta: dict | None = None, raw: list | None = None
     ) -> dict[str, float]:
         """GDSS's molecule metrics of a SMILES list.
 
@@ -191,6 +210,7 @@ class MoleculeTask(DenseGraphTask):
         """
         from genmodels.metrics.molecules import molecule_metrics
 
+        check_split(split, self.eval_splits)
         train = self.splits[0]
         ref = reference_split(self.splits, split)
         refs = self.reference_stats(split)
@@ -207,22 +227,23 @@ class MoleculeTask(DenseGraphTask):
             moses=self.dataset == "moses",
             test_fcd_stats=refs.get("fcd"),
             test_nspdk_embedding=refs.get("nspdk"),
+            progress=True,
         )
         out["num_samples"] = len(samples)
         return out
 
     def reference_stats(self, split: str) -> dict:
-        """ChemNet statistics and NSPDK mean embedding of a split, computed once per task
-        (minutes on the QM9 test set)."""
+        """ChemNet statistics and NSPDK mean embedding of a split: in memory, else from the
+        metric disk cache (keyed by the data files' checksums, the split and its SMILES),
+        else computed (minutes on the QM9 test set) and stored there."""
         if split not in self._ref_cache:
-            from genmodels.metrics.molecules import fcd_statistics, mols_to_nx
-            from genmodels.metrics.nspdk import nspdk_mean_embedding
+            from genmodels.metrics.cache import data_checksums
+            from genmodels.metrics.molecules import reference_statistics
 
-            ref = reference_split(self.splits, split)
-            stats: dict = {}
-            if self.eval_fcd:
-                stats["fcd"] = fcd_statistics(ref)
-            if self.eval_nspdk:
-                stats["nspdk"] = nspdk_mean_embedding(mols_to_nx(ref))
-            self._ref_cache[split] = stats
+            # the SMILES digest added there also covers index_offset and moses_limit
+            key = {"dataset": self.dataset, "split": split, "files": data_checksums(self.dataset)}
+            ref, name = reference_split(self.splits, split), f"{Path(self.dataset).name} {split}"
+            self._ref_cache[split] = reference_statistics(
+                ref, key, fcd=self.eval_fcd, nspdk=self.eval_nspdk, name=name
+            )
         return self._ref_cache[split]

@@ -17,6 +17,9 @@ import numpy as np
 
 from genmodels.core.types import Array, Context, State
 from genmodels.datasets.toy import energy_distance, ring_mixture
+from genmodels.domains.files import check_suffix, load_npz
+from genmodels.errors import DataError
+from genmodels.models.tasks.base import check_split
 
 
 class ToyTask:
@@ -29,6 +32,7 @@ class ToyTask:
     """
 
     sample_suffix = ".npz"
+    sample_suffixes, eval_splits = (".npz",), ("test",)
 
     def __init__(self, modes: int, radius: float, std: float, train_size: int, eval_size: int):
         self.data = ring_mixture(modes, radius, std)
@@ -79,12 +83,11 @@ class ToyTask:
         scatter_png(samples, path.with_suffix(".png"), f"{len(samples)} toy samples")
 
     def read_samples(self, path: Path) -> np.ndarray:
-        with np.load(path) as f:
-            if "samples" not in f:
-                raise ValueError(f"{path}: no 'samples' array (keys: {list(f.keys())})")
-            x = f["samples"]
-        if x.ndim != 2 or x.shape[1] != 2:
-            raise ValueError(f"{path}: 'samples' has shape {x.shape}, expected [N, 2]")
+        """float [N, 2] under ``samples`` of an ``.npz`` file (:func:`load_npz`)."""
+        path = check_suffix(path, self.sample_suffixes, "2-D points")
+        x = load_npz(path, "samples", "float 'samples' [N, 2]")
+        if x.ndim != 2 or x.shape[1] != 2 or x.dtype.kind not in "fiu":
+            raise DataError(f"{path}: 'samples' is {x.dtype} {x.shape}, expected float [N, 2]")
         return x
 
     def default_num_samples(self) -> int:
@@ -97,7 +100,8 @@ class ToyTask:
         statistic between two independent data draws of the same sizes: the noise floor),
         ``mode_tv`` (total variation of the mode histogram to uniform weights) and
         ``far_fraction`` (points more than 4 std from every mode)."""
-        del split, meta
+        check_split(split, self.eval_splits)
+        del meta
         x = np.asarray(samples, np.float64)[: self.eval_size]
         ref = self.reference(self.eval_size)
         mu = np.asarray(self.data.means)

@@ -1,0 +1,69 @@
+"""``genmodels train / sample / evaluate flow_mnist --dataset PNG_FOLDER``: a user's folder
+of 28 x 28 gray-scale PNGs (40 MNIST test digits), a tiny UNet for 2 steps, 4 samples,
+and the fast classifier FID against the folder's own test split."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genmodels.cli import main
+from genmodels.datasets.images import load_mnist
+from genmodels.datasets.user import split_indices
+from genmodels.domains.images import read_images_npz
+from genmodels.metrics import images as M
+
+TINY = ["--net.model-channels", "8", "--net.channel-mult", "1", "--net.num-blocks", "1"]
+TINY += ["--net.attn-resolutions"]
+
+
+@pytest.fixture()
+def digits(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENMODELS_CACHE_DIR", str(tmp_path / "cache"))
+    x = load_mnist("test")[0][:40]  # [40, 28, 28]
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i, a in enumerate(x):
+        Image.fromarray(a).save(folder / f"{i:02d}.png")
+    return folder, x
+
+
+@pytest.mark.slow  # compiling the UNet, its training step and sampler: ~1 min on 2 cores
+def test_train_sample_evaluate_on_a_png_folder(digits, tmp_path, capsys):
+    folder, x = digits
+    work, out = tmp_path / "run", tmp_path / "s.npz"
+    args = ["train", "flow_mnist", "--dataset", str(folder), "--test-fraction", "0.25"]
+    args += ["--workdir", str(work), "--train.steps", "2", "--train.batch-size", "8"]
+    assert main([*args, "--train.progress", "False", *TINY]) == 0
+    assert (work / "checkpoints" / "2").is_dir()
+
+    # sample and evaluate take the folder and its split from the checkpoint
+    args = ["sample", "flow_mnist", "--checkpoint", str(work), "--num", "4", "--out", str(out)]
+    assert main([*args, "--steps", "2", *(a.replace("--", "--config.", 1) for a in TINY)]) == 0
+    samples = read_images_npz(out)
+    assert samples.shape == (4, 28, 28, 1) and samples.dtype == np.uint8
+    capsys.readouterr()
+    args = ["evaluate", "flow_mnist", "--samples", str(out), "--checkpoint", str(work)]
+    assert main([*args, "--config.eval-inception", "False"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["num_samples"] == 4 and "fid" not in metrics
+
+    # the reference is the folder's own test split: 10 of the 40 digits
+    test = x[split_indices(40, 0.25, 0)[1], ..., None]
+    assert len(test) == 10
+    ref = M.feature_stats(M.classifier_features(test))
+    want = M.frechet_distance(*M.feature_stats(M.classifier_features(samples)), *ref)
+    assert np.isfinite(metrics["fid_classifier"])
+    assert metrics["fid_classifier"] == pytest.approx(want, rel=1e-4)
+
+
+def test_images_of_another_size_say_which_options_to_pass(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENMODELS_CACHE_DIR", str(tmp_path / "cache"))
+    np.savez(tmp_path / "rgb.npz", images=np.zeros((6, 32, 32, 3), np.uint8))
+    args = ["train", "pfgmpp_mnist", "--dataset", str(tmp_path / "rgb.npz")]
+    assert main([*args, "--workdir", str(tmp_path / "w"), "--train.steps", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "are 32 x 32 x 3" in err
+    assert "--net.img-resolution 32 --net.in-channels 3 --net.out-channels 3" in err
