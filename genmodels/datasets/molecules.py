@@ -115,7 +115,8 @@ class MoleculeDataset:
       name: dataset name.
       domain: the :class:`MoleculeDomain` the arrays follow.
       smiles: canonical isomeric SMILES of each kept molecule (charges kept).
-      rows: [M] 0-based data row (header excluded) of each kept molecule in its file.
+      rows: [M] 0-based data row (header excluded) of each kept molecule in its file (a
+        user file: its entry, blank and comment lines excluded).
       types: [M, N] int8 atom classes, -1 on padding.
       edge_ptr: [M + 1] int64 offsets into ``edges``.
       edges: [E, 3] int8 ``(i, j, order)``.

@@ -66,7 +66,7 @@ def test_gdss_trains_samples_and_evaluates_on_a_smiles_file(tmp_path, capsys):
         assert main([*train, *opts, "--test-fraction", "0.25", *TINY_GDSS]) == 0
 
     sample = ["sample", "gdss_qm9", "--checkpoint", str(wd), "--num", "6", "--out", str(out)]
-    assert main([*sample, "--steps", "4"]) == 0
+    assert main([*sample, "--steps", "4", "--batch-size", "6"]) == 0
     got = out.read_text().splitlines()
     assert len(got) == 6
     # only the file's elements can come out: the network's channels are its vocabulary

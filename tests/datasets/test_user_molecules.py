@@ -251,3 +251,28 @@ def test_task_from_a_path(tmp_path):
     g6.write_text("A_\n")
     with pytest.raises(DataError, match="holds graphs"):
         MoleculeTask(str(g6))
+
+
+def test_metrics_use_the_users_splits(tmp_path, monkeypatch):
+    """Novelty against the file's training split; the NSPDK reference of its test split is
+    cached by the split's SMILES, so another split of the same file is another entry."""
+    import genmodels.metrics.molecules as mm
+
+    path = str(write_smi(tmp_path / "mols.smi", GOOD))
+    task = MoleculeTask(path, data=UserData(test_fraction=0.2), eval_fcd=False)
+    train, test = task.splits
+    assert len(test) == 2 and not set(test) & set(train)
+    out = task.evaluate([train[0], test[0], "CCCCCCCCCCCl"])
+    assert out["novelty"] == pytest.approx(2 / 3) and np.isfinite(out["nspdk"])
+    ref = task.reference_stats("test")["nspdk"]
+
+    def fail(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(mm, "nspdk_mean_embedding", fail)
+    same = MoleculeTask(path, data=UserData(test_fraction=0.2), eval_fcd=False)
+    assert same.reference_stats("test")["nspdk"] == ref  # from the disk cache
+    other = MoleculeTask(path, data=UserData(test_fraction=0.2, split_seed=3), eval_fcd=False)
+    assert other.splits[1] != test
+    with pytest.raises(AssertionError, match="recomputed"):
+        other.reference_stats("test")

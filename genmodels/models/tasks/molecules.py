@@ -79,7 +79,7 @@ class MoleculeTask(DenseGraphTask):
     sample_suffixes, eval_splits = (".smi", ".txt", ".csv", ".csv.gz"), ("test", "train")
 
     def __init__(self, dataset: str, *, data: UserData | None = None, index_offset: int = 1,
-                 moses_limit: int | None = None, eval_fcd: bool = True, eval_nspdk: bool = True):  # fmt: skip
+                 moses_limit: int | None = None, eval_fcd=True, eval_nspdk=True):  # fmt: skip
         kind = user_data_kind(dataset)
         if kind not in ("", "molecules"):
             raise DataError(f"--dataset {dataset} holds {kind}; a molecule recipe reads SMILES")
