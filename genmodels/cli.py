@@ -321,7 +321,11 @@ def _trained_config(cfg: Any, args: list[str]) -> Any:
         stored = Checkpointer(ckpt, read_only=True).read_meta().get("config")
     except Exception:  # noqa: BLE001 - loading the checkpoint reports what is wrong
         return cfg
-    return _from_json(cfg, stored) if isinstance(stored, dict) else cfg
+    if not isinstance(stored, dict):
+        return cfg
+    from genmodels.datasets.user import resolve_run_data
+
+    return resolve_run_data(_from_json(cfg, stored), folder)  # the run's copy of its data
 
 
 # ------------------------------------------------------------------ checks

@@ -12,7 +12,11 @@ train/test split of a user file.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,3 +128,105 @@ def split_indices(
     k = min(max(1, math.ceil(n * test_fraction)), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[k:]).astype(np.int64), np.sort(perm[:k]).astype(np.int64)
+
+
+#: the run folder's copy of a user's data files (``RUN/data/NAME``)
+RUN_DATA_DIR = "data"
+_FILE_FIELDS = (("dataset", ""), ("train_file", "train-"), ("test_file", "test-"))
+
+
+def _paths(config) -> dict[str, str]:
+    """``{field: path}`` of the user data files a recipe config names."""
+    names = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else ()
+    if "dataset" not in names or not is_user_path(str(config.dataset)):
+        return {}
+    data = getattr(config, "data", None) or UserData()
+    out = {"dataset": str(config.dataset)}
+    for name in ("train_file", "test_file"):
+        if getattr(data, name):
+            out[name] = str(getattr(data, name))
+    return out
+
+
+def _with_paths(config, paths: dict[str, str]):
+    data = getattr(config, "data", None) or UserData()
+    data = dataclasses.replace(data, **{k: v for k, v in paths.items() if k != "dataset"})
+    return dataclasses.replace(config, dataset=paths["dataset"], data=data)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file or folder to ``dst`` atomically (a temporary name, then a rename)."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    if src.is_dir():
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(".*"))
+    else:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def snapshot_user_data(config, workdir: str | Path):
+    """Copy the user data files a recipe config trains on into ``workdir/data``.
+
+    The run folder then holds everything its vocabulary, sizes and split are derived
+    from (the same file and the same ``--test-fraction``/``--split-seed`` give the same
+    split), so ``sample`` and ``evaluate`` need only the checkpoint, also on another
+    machine. A copy that exists already (a resumed run) is kept; an original file that
+    has changed since is refused. Benchmark data sets are left alone.
+
+    Returns:
+      ``config`` naming the copies as ``data/NAME``, relative to the run folder
+      (:func:`resolve_run_data` makes them absolute); this is the config the
+      checkpoints store.
+
+    Raises:
+      MissingFileError: a named file or folder does not exist.
+      DataError: a resumed run's original file differs from its copy.
+    """
+    run = Path(workdir)
+    paths = _paths(resolve_run_data(config, run))
+    if not paths:
+        return config
+    dest = run / RUN_DATA_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    stored, sources = {}, {}
+    for field, prefix in _FILE_FIELDS:
+        if field not in paths:
+            continue
+        src = Path(paths[field]).resolve()
+        if src.parent == dest.resolve():  # already the run's copy
+            stored[field] = f"{RUN_DATA_DIR}/{src.name}"
+            continue
+        if not src.exists():
+            flag = "--dataset" if field == "dataset" else "--" + field.replace("_", "-")
+            raise MissingFileError(f"{flag} {src}: no such file or folder")
+        dst = dest / (prefix + src.name)
+        if not dst.exists():
+            _copy(src, dst)
+        elif src.is_file() and dst.is_file() and src.read_bytes() != dst.read_bytes():
+            flag = "--dataset" if field == "dataset" else "--" + field.replace("_", "-")
+            raise DataError(
+                f"{src} changed since this run started (its copy is {dst}); resume with "
+                f"{flag} {dst}, or start a new --workdir"
+            )
+        stored[field], sources[field] = f"{RUN_DATA_DIR}/{dst.name}", str(src)
+    if sources:
+        (dest / "sources.json").write_text(json.dumps(sources, indent=1) + "\n")
+    return _with_paths(config, stored)
+
+
+def resolve_run_data(config, run_dir: str | Path | None):
+    """``config`` with its ``data/NAME`` paths (see :func:`snapshot_user_data`) made
+    absolute against the run folder ``run_dir`` (or its ``checkpoints`` folder); other
+    configs unchanged."""
+    paths = _paths(config)
+    if not paths or run_dir is None:
+        return config
+    run = Path(run_dir)
+    run = run.parent if run.name == "checkpoints" else run
+    fixed = {
+        k: str(run / p) if Path(p).parts[:1] == (RUN_DATA_DIR,) and (run / p).exists() else p
+        for k, p in paths.items()
+    }
+    return config if fixed == paths else _with_paths(config, fixed)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import jax
 from flax import nnx
 
+from genmodels.datasets.user import resolve_run_data, snapshot_user_data
 from genmodels.train.loop import load_model, train
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ def train_recipe(
     Returns:
       The :class:`~genmodels.train.loop.TrainResult`.
     """
-    method = config.build()
+    method = config.build()  # reads the user's own files (messages name them)
+    config = snapshot_user_data(config, workdir)  # the run keeps a copy: stored config
     tcfg = config.train
     if progress is not None:
         tcfg = dataclasses.replace(tcfg, progress=progress)
@@ -81,7 +83,7 @@ def load_recipe_model(
     """
     if ema is None:
         ema = bool(getattr(config, "sample_use_ema", True))
-    method = config.build()
+    method = resolve_run_data(config, checkpoint).build()
     # the parameters come from the checkpoint: build the module abstractly (no random
     # initialization, which costs a compile per parameter shape)
     model = nnx.eval_shape(lambda: method.init_model(jax.random.PRNGKey(config.train.seed)))
@@ -179,8 +181,8 @@ def sample_recipe(
         out = out.with_suffix(method.sample_suffix)
     out.parent.mkdir(parents=True, exist_ok=True)
     kwargs = dict(options)
-    if batch_size is not None:
-        kwargs["batch_size"] = batch_size
+    # one round of ``num`` when fewer than a batch are asked for (not a full batch)
+    kwargs["batch_size"] = batch_size or min(num, getattr(config, "sample_batch", num))
     samples = method.sample(
         model, jax.random.PRNGKey(seed), num, sampler=sampler, steps=steps, **kwargs
     )

@@ -12,8 +12,10 @@ state is replicated (see :mod:`genmodels.train.sharding`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +118,20 @@ def make_train_step(graphdef, loss_fn: LossFn, tx, ema_decay: float, base_key: j
     return step_fn
 
 
+def _batch_devices(batch_size: int) -> list:
+    """The devices a batch of ``batch_size`` splits evenly over: all of them, or (with a
+    warning) the largest count that divides the batch size (4 of 8 devices for 12)."""
+    devs = jax.devices()
+    n = math.gcd(batch_size, len(devs))
+    if n < len(devs):
+        warnings.warn(
+            f"--train.batch-size {batch_size} is not a multiple of the {len(devs)} devices; "
+            f"training on {n} of them (choose a multiple of {len(devs)} to use all)",
+            stacklevel=3,
+        )
+    return devs[:n]
+
+
 def train(
     model: nnx.Module,
     loss_fn: LossFn,
@@ -160,7 +176,7 @@ def train(
     """
     tx, sched = make_optimizer(optim_cfg, train_cfg.steps)
     graphdef, state = init_state(model, tx)
-    mesh = data_mesh(devices)
+    mesh = data_mesh(devices if devices is not None else _batch_devices(train_cfg.batch_size))
     state = jax.device_put(state, replicated(mesh))
     base_key = jax.random.PRNGKey(train_cfg.seed)
 

@@ -90,6 +90,7 @@ def _check(result: dict, out: Path, keys: list[str], mod) -> None:
         assert r["finite"] is True
 
 
+@pytest.mark.slow  # runs the benchmark script (~20 s); a smoke test of a benchmark, not of the package
 def test_quick_subset(bench, tmp_path):
     mod = bench("samplers")
     out = tmp_path / "res" / "samplers.json"

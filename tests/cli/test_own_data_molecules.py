@@ -64,6 +64,9 @@ def test_gdss_trains_samples_and_evaluates_on_a_smiles_file(tmp_path, capsys):
     skipped = "mine.smi: skipped 2 of 14 molecules \\(invalid SMILES: lines 7, 16\\)"
     with pytest.warns(UserWarning, match=skipped):
         assert main([*train, *opts, "--test-fraction", "0.25", *TINY_GDSS]) == 0
+    # the run keeps a copy of its data: sampling and evaluating need only the checkpoint
+    assert (wd / "data" / "mine.smi").read_bytes() == data.read_bytes()
+    data.unlink()
 
     sample = ["sample", "gdss_qm9", "--checkpoint", str(wd), "--num", "6", "--out", str(out)]
     assert main([*sample, "--steps", "4", "--batch-size", "6"]) == 0

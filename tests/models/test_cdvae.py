@@ -366,6 +366,7 @@ def test_pretrained_perov5_heads_learned_the_data():
     assert abs(np.median(scaled_gen) - np.median(scaled_true)) < 0.3
 
 
+@pytest.mark.slow  # an earlier issue's acceptance commands; the CLI path is test_sample_reconstruct_and_cif_round_trip
 @needs_data
 def test_pretrained_perov5_done_when_commands(tmp_path, capsys):
     """The issue's acceptance commands: 200 structures as CIF blocks, then the generation

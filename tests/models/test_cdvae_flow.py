@@ -108,6 +108,7 @@ def method():
     return CDVAEConfig(**TINY).build()
 
 
+@pytest.mark.slow  # ~45 s; the flow decode is checked against the exact velocity above, CDVAE training in test_cdvae.py
 @needs_data
 def test_training_loss_is_finite_and_decreases_and_samples_are_crystals(method):
     model = method.init_model(jax.random.key(0))

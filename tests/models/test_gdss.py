@@ -20,10 +20,10 @@ SAMPLERS = sorted(samplers_for("sde"))
 
 RECIPES = ["gdss_community_small", "gdss_ego_small", "gdss_enzymes", "gdss_grid"]
 # the large-graph recipes (125 and 361 nodes) take 70-100 s each on 2 cores and exercise the
-# same code as the small ones: slow-marked (``pytest -m slow tests/models/test_gdss.py``)
+# same code as the small ones, as community_small (65 s) does as ego_small: slow-marked
+# (``pytest -m slow tests/models/test_gdss.py``)
 RECIPE_PARAMS = [
-    pytest.param(n, marks=pytest.mark.slow) if n in ("gdss_enzymes", "gdss_grid") else n
-    for n in RECIPES
+    pytest.param(n, marks=pytest.mark.slow) if n != "gdss_ego_small" else n for n in RECIPES
 ]
 
 
@@ -88,6 +88,7 @@ def test_each_sampler_reports_nfe_and_respects_masks(sampler):
     assert np.all(np.asarray(state["x"])[np.asarray(ctx["masks"]["x"])[..., 0] == 0] == 0)
 
 
+@pytest.mark.slow  # the GDSS graph state is sharded in tests/test_sharded_sampling.py (flow_graphs-euler)
 @pytest.mark.devices
 def test_sampling_split_over_devices_gives_the_same_graphs(monkeypatch):
     sampler = "euler_langevin"
@@ -166,6 +167,7 @@ def tiny_qm9(mini_data):
     return cfg, method
 
 
+@pytest.mark.slow  # tests/cli/test_own_data_molecules.py trains, samples and evaluates gdss_qm9 (on a user file)
 def test_gdss_qm9_trains_samples_and_evaluates(tiny_qm9, tmp_path):
     from genmodels.train import train
 

@@ -270,7 +270,9 @@ def test_generic_recipes_build_the_generic_task():
         assert method.task.domain.max_nodes == cfg.net.max_node_num == 20
 
 
-@pytest.mark.parametrize("name", GENERIC)
+# PFGM++ on graphs (~55 s) runs with -m slow: its kernel on the graph state is trained in
+# test_training_reduces_a_finite_loss[pfgmpp_qm9] and sampled in test_generic_graph_pretrained
+@pytest.mark.parametrize("name", [pytest.param(GENERIC[0], marks=pytest.mark.slow), *GENERIC[1:]])
 def test_generic_recipe_trains_samples_and_evaluates(name, tmp_path):
     """Two training steps on community_small, then the loader's state is noised
     symmetrically, and sampled graphs decode to simple graphs scored by the MMD suite."""

@@ -212,7 +212,7 @@ def test_recipes_are_listed_and_override_D(capsys):
         assert name in listed
     cfg, _ = load_recipe("pfgmpp_mnist")
     assert cfg.D == 128.0 and isinstance(cfg.build(), PFGMPPMethod)
-    train = _command_type("Train", cfg, [("workdir", str | None, None)], "")
+    train = _command_type("Train", cfg, [("workdir", str | None, None)], "", flatten=True)
     assert math.isinf(_parse("t", train, ["--D", "inf"]).config.D)
     sample = _command_type("Sample", cfg, [("num", int, 1)], "", flatten=False)
     assert _parse("s", sample, ["--config.D", "2048"]).config.D == 2048.0

@@ -56,11 +56,18 @@ CLI_CASES = [
     ("boss_mnist", [], 160.0),  # its default: the 6-step grid it was straightened for
     ("pfgmpp_mnist", ["--steps", "5"], 220.0),
 ]
+# one command-line case in the default run (the others, 20-50 s each, repeat its path with
+# another sampler or model: BOSS grids in test_boss_grid_beats_uniform_euler_at_two_steps,
+# PFGM++ sampling in test_image_methods.py)
+SLOW_CLI = {1, 2, 3}
 
 
 @pytest.mark.parametrize(
     "recipe,flags,bound",
-    CLI_CASES,
+    [
+        pytest.param(*c, marks=pytest.mark.slow) if i in SLOW_CLI else c
+        for i, c in enumerate(CLI_CASES)
+    ],
     ids=[f"{r}-{'-'.join(f[1::2]) or 'default'}" for r, f, _ in CLI_CASES],
 )
 def test_pretrained_samples_through_the_cli(recipe, flags, bound, tmp_path, capsys):

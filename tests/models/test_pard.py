@@ -161,11 +161,13 @@ def trained(mini_data):
     return method, res.model, before, loss_of(res.model)
 
 
+@pytest.mark.slow  # 60 training steps (~90 s of compiles); the default run keeps the exact one-pass/block-wise test and sharded sampling
 def test_training_reduces_the_loss(trained):
     _, _, before, after = trained
     assert np.isfinite(after) and after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow  # 60 training steps (~90 s of compiles); the default run keeps the exact one-pass/block-wise test and sharded sampling
 def test_samples_are_contiguous_blocks_with_edges_among_real_nodes(trained):
     method, model, _, _ = trained
     out, ctx, info = method.sample_states(model, jax.random.PRNGKey(0), 16)
@@ -187,6 +189,7 @@ def test_samples_are_contiguous_blocks_with_edges_among_real_nodes(trained):
     assert int(info["nfe"]) == method.config.steps * int(np.max(info["blocks"]))
 
 
+@pytest.mark.slow  # 60 training steps (~90 s of compiles); the default run keeps the exact one-pass/block-wise test and sharded sampling
 def test_sample_write_read_and_evaluate(trained, tmp_path):
     method, model, _, _ = trained
     parts = method.sample_parts(model, jax.random.PRNGKey(3), 6, progress=False)
@@ -280,6 +283,7 @@ def test_pretrained_metrics_file():
     assert m["fcd"] > 0 and m["nspdk"] >= 0
 
 
+@pytest.mark.slow  # ~60 s; the shipped figures: benchmarks/pretrained_metrics.py --check pard_qm9
 def test_pretrained_samples_valid_molecules_through_the_cli(tmp_path, capsys):
     """``genmodels sample pard_qm9 --checkpoint pretrained`` then ``evaluate``: the raw
     molecules (no valency correction) are mostly valid and unique. An untrained model

@@ -172,6 +172,7 @@ def test_ctrl_c_without_workdir_reports_the_step():
     assert (err.value.step, err.value.checkpoint_step) == (3, None)
 
 
+@pytest.mark.slow  # tests/cli/test_bad_input.py kills and resumes a real run in the default suite
 def test_resume_after_sigkill(tmp_path):
     """A process killed with SIGKILL mid-run resumes to the uninterrupted parameters."""
     script = textwrap.dedent(
@@ -294,6 +295,17 @@ for name, devs in (("one", jax.devices()[:1]), ("eight", jax.devices()[:8])):
         assert len(leaf.sharding.device_set) == 8, leaf.sharding
 print("LOSSES", losses)
 np.testing.assert_allclose(losses["one"], losses["eight"], rtol=1e-5, atol=1e-6)
+# a batch of 12 on 8 devices trains on the 4 that divide it, and says so
+import warnings
+cfg12 = TrainConfig(steps=2, batch_size=12, log_every=1, ckpt_every=100, progress=False)
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    res = train(Net(nnx.Rngs(0)), loss_fn, ArrayLoader(data(), batch_size=12, seed=1), cfg12,
+                OCFG, None)
+leaf = jax.tree.leaves(res.state["params"])[0]
+assert len(leaf.sharding.device_set) == 4, leaf.sharding
+msgs = [str(x.message) for x in w]
+assert any("batch-size 12 is not a multiple of the 8 devices; training on 4" in m for m in msgs), msgs
 print("OK")
 """
 
