@@ -4,6 +4,7 @@ elements of the user's data."""
 
 import csv
 import json
+import shutil
 import warnings
 from types import SimpleNamespace
 
@@ -108,6 +109,7 @@ def test_cdvae_own_cif_folder_train_sample_evaluate(cif_dir, tmp_path, capsys):
         warnings.simplefilter("ignore")  # the broken file's warning (tested above)
         argv = ["train", "cdvae_perov5", "--dataset", str(cif_dir), "--train.steps", "2"]
         assert main([*argv, "--train.batch-size", "4", "--workdir", str(work), *CDVAE_TINY]) == 0
+        shutil.rmtree(cif_dir)  # the run folder keeps its own copy (run/data/cifs)
         argv = ["sample", "cdvae_perov5", "--checkpoint", str(work), "--num", "4"]
         assert main([*argv, "--out", str(out), "--steps", "1", *_as_config(CDVAE_TINY)]) == 0
         capsys.readouterr()
@@ -126,6 +128,7 @@ def test_mdm_compositions_own_cif_folder_train_sample_evaluate(cif_dir, tmp_path
         warnings.simplefilter("ignore")
         argv = ["train", "mdm_perov5", "--dataset", str(cif_dir), "--train.steps", "2"]
         assert main([*argv, "--train.batch-size", "8", "--workdir", str(work), *MDM_TINY]) == 0
+        shutil.rmtree(cif_dir)  # the run folder keeps its own copy
         argv = ["sample", "mdm_perov5", "--checkpoint", str(work), "--num", "8"]
         assert main([*argv, "--out", str(out), *_as_config(MDM_TINY)]) == 0
         capsys.readouterr()

@@ -51,6 +51,7 @@ def test_train_sample_evaluate_on_a_graph6_file(g6, tmp_path, capsys):
     msg = next(str(w.message) for w in rec if "skipped" in str(w.message))
     assert str(path) in msg and "line 4:" in msg and "line 9: no nodes" in msg
     assert (work / "checkpoints" / "2").is_dir()
+    path.unlink()  # the run folder keeps its own copy (run/data/mine.g6)
 
     # sample and evaluate take the file and its split from the checkpoint
     args = ["sample", "gdss_community_small", "--checkpoint", str(work), "--num", "4"]

@@ -3,6 +3,7 @@ of 28 x 28 gray-scale PNGs (40 MNIST test digits), a tiny UNet for 2 steps, 4 sa
 and the fast classifier FID against the folder's own test split."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ def test_train_sample_evaluate_on_a_png_folder(digits, tmp_path, capsys):
     args += ["--workdir", str(work), "--train.steps", "2", "--train.batch-size", "8"]
     assert main([*args, "--train.progress", "False", *TINY]) == 0
     assert (work / "checkpoints" / "2").is_dir()
+    shutil.rmtree(folder)  # the run folder keeps its own copy (run/data/digits)
 
     # sample and evaluate take the folder and its split from the checkpoint
     args = ["sample", "flow_mnist", "--checkpoint", str(work), "--num", "4", "--out", str(out)]

@@ -256,6 +256,7 @@ def test_moses_filters_fraction_and_pains_alone():
     assert math.isnan(filters(["", "xx"]))
 
 
+@pytest.mark.slow  # 2,000 molecules (~30 s); the filters' rules are tested case by case above
 def test_moses_test_molecules_pass_the_moses_filters():
     """MOSES built its data set with these filters: its test molecules all pass."""
     if not (DATA / "graphs/moses/test.csv.gz").exists():

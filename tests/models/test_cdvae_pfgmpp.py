@@ -217,6 +217,7 @@ def test_ode_over_cdvae_levels_with_the_exact_field_recovers_the_data(method_nam
 # ----------------------------------------------------------------------------- the model
 
 
+@pytest.mark.slow  # ~40 s; CDVAE training: test_cdvae.py; this kernel's sampling stays
 @needs_data
 def test_training_loss_is_finite_and_decreases(method, model):
     batch = {k: jnp.asarray(v[:8]) for k, v in method.arrays("val").items() if k != "property"}

@@ -166,6 +166,7 @@ def test_heun_with_the_exact_denoiser_lands_on_the_data(D, mini_data):
     assert len(set(np.asarray(jnp.argmin(dist, axis=1)).tolist())) >= 2
 
 
+@pytest.mark.slow  # ~60 s; BOSS grids and sampler: tests/models/test_boss.py, test_image_methods.py
 def test_boss_grids_and_the_boss_sampler(trained, tmp_path):
     from genmodels.samplers.boss import compute_boss_grids, write_boss_grids
 
@@ -270,9 +271,10 @@ def test_generic_recipes_build_the_generic_task():
         assert method.task.domain.max_nodes == cfg.net.max_node_num == 20
 
 
-# PFGM++ on graphs (~55 s) runs with -m slow: its kernel on the graph state is trained in
-# test_training_reduces_a_finite_loss[pfgmpp_qm9] and sampled in test_generic_graph_pretrained
-@pytest.mark.parametrize("name", [pytest.param(GENERIC[0], marks=pytest.mark.slow), *GENERIC[1:]])
+@pytest.mark.slow  # 30-70 s each: the same state and networks are trained in
+# test_training_reduces_a_finite_loss, sampled in test_generic_graph_pretrained.py and
+# tests/test_sharded_sampling.py, evaluated (MMD suite) in tests/models/test_gdss.py
+@pytest.mark.parametrize("name", GENERIC)
 def test_generic_recipe_trains_samples_and_evaluates(name, tmp_path):
     """Two training steps on community_small, then the loader's state is noised
     symmetrically, and sampled graphs decode to simple graphs scored by the MMD suite."""

@@ -89,6 +89,7 @@ def test_pretrained_samples_through_the_cli(recipe, flags, bound, tmp_path, caps
     assert got["fid_classifier"] < bound, got
 
 
+@pytest.mark.slow  # ~35 s; the BOSS solver against an exact flow: tests/models/test_boss.py
 def test_boss_grid_beats_uniform_euler_at_two_steps():
     """The shipped flow model at K = 2 from the same noise: Euler on its Bellman-optimal
     grid is closer to the data than on the uniform grid (benchmarks/results/boss.json has
