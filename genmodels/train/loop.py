@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -116,6 +118,23 @@ def make_train_step(graphdef, loss_fn: LossFn, tx, ema_decay: float, base_key: j
         return new, out
 
     return step_fn
+
+
+def _catch_sigint(seen: list[int]) -> Callable[[], None]:
+    """Install a SIGINT handler that records the signal in ``seen`` and raises
+    KeyboardInterrupt (as Python's does). Returns the function that puts the previous
+    handler back (nothing is installed off the main thread, where Python forbids it)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    if previous is None:  # installed outside Python: Python's default is the nearest
+        previous = signal.default_int_handler
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _batch_devices(batch_size: int) -> list:
@@ -264,8 +283,14 @@ def train(
     t_start = t_last
     metrics = {}
     completed = start
+    # Ctrl-C is also remembered: a KeyboardInterrupt raised while Python runs a gc callback
+    # (jax's frees buffers in one) is swallowed, and training would go on
+    sigint: list[int] = []
+    restore_sigint = _catch_sigint(sigint)
     try:
         for step in range(start, train_cfg.steps):
+            if sigint:
+                raise KeyboardInterrupt
             batch = shard_batch(loader.batch(step), mesh)
             # one assignment (no interrupt check between its stores): ``state`` and
             # ``completed`` always agree when Ctrl-C lands
@@ -297,6 +322,7 @@ def train(
             completed, saved, None if workdir is None else str(workdir)
         ) from e
     finally:
+        restore_sigint()
         bar.close()
         logger.close()
         if ckpt is not None:

@@ -161,6 +161,25 @@ def test_ctrl_c_checkpoints_the_last_step_and_resumes_exactly(tmp_path, where, f
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_ctrl_c_swallowed_where_it_lands_still_stops_training(tmp_path):
+    """SIGINT raised inside code that swallows the KeyboardInterrupt (as Python does in a
+    gc callback, where jax frees buffers) still stops training after that step."""
+    import signal
+
+    def hook(step, metrics):
+        if step == 4:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                pass  # lost, as in "Exception ignored in: <function _xla_gc_callback ...>"
+
+    loader = ArrayLoader(data(), batch_size=16, seed=1)
+    with pytest.raises(TrainingInterrupted) as err:
+        train(Net(nnx.Rngs(0)), loss_fn, loader, LOG1, OCFG, tmp_path, hooks=[hook])
+    assert (err.value.step, err.value.checkpoint_step) == (4, 4)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
 def test_ctrl_c_without_workdir_reports_the_step():
     def hook(step, metrics):
         if step == 3:
