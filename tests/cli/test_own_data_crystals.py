@@ -123,7 +123,6 @@ def test_cdvae_own_cif_folder_train_sample_evaluate(cif_dir, tmp_path, capsys):
     assert _elements(out) <= ELEMENTS
 
 
-@pytest.mark.slow  # ~50 XLA compiles: ~45 s on 2 cores
 def test_mdm_compositions_own_cif_folder_train_sample_evaluate(cif_dir, tmp_path, capsys):
     work, out = tmp_path / "run", tmp_path / "samples.txt"
     with warnings.catch_warnings():

@@ -1,7 +1,8 @@
-"""``genmodels train / sample / evaluate gdss_community_small --dataset FILE.g6``: a user's
-graph6 file (trees, Watts-Strogatz graphs and ladders, not from the benchmarks) with two
-malformed lines, a tiny GDSS for 2 steps, 4 samples, and the MMD suite against the
-file's own test split."""
+"""``genmodels train / sample / evaluate RECIPE --dataset FILE.g6``: a user's graph6 file
+(trees, Watts-Strogatz graphs and ladders, not from the benchmarks) with two malformed
+lines, a tiny network for 2 steps, 4 samples, and the MMD suite against the file's own
+test split. Masked diffusion runs in the default suite; GDSS (the same path with a
+bigger compile) under ``-m slow``."""
 
 import json
 
@@ -14,8 +15,19 @@ from genmodels.datasets.user import split_indices
 from genmodels.domains.graphs import read_graph6
 from genmodels.metrics.graphs import graph_mmd
 
-TINY = ["--net.depth", "1", "--net.nhid", "8", "--net.num-layers", "2", "--net.adim", "8"]
-TINY += ["--net.c-hid", "2", "--net.num-linears", "1"]
+GDSS_TINY = "--net.depth 1 --net.nhid 8 --net.num-layers 2 --net.adim 8 --net.c-hid 2"
+MDM_TINY = "--net.dx 8 --net.de 4 --net.heads 2 --net.layers 1 --net.ffn-x 8 --net.ffn-e 4"
+RECIPES = [
+    pytest.param("mdm_community_small", MDM_TINY.split(), [], id="mdm"),
+    # GDSS compiles ~100 initialisers and its training step: ~40 s on 2 cores
+    pytest.param(
+        "gdss_community_small",
+        [*GDSS_TINY.split(), "--net.num-linears", "1"],
+        ["--steps", "2", "--sampler", "euler"],
+        id="gdss",
+        marks=pytest.mark.slow,
+    ),
+]
 
 
 @pytest.fixture()
@@ -40,28 +52,27 @@ def g6(tmp_path, monkeypatch):
     return path, graphs
 
 
-@pytest.mark.slow  # GDSS compiles ~100 initialisers and its training step: ~75 s on 2 cores
-def test_train_sample_evaluate_on_a_graph6_file(g6, tmp_path, capsys):
+@pytest.mark.parametrize("recipe, tiny, sampling", RECIPES)
+def test_train_sample_evaluate_on_a_graph6_file(recipe, tiny, sampling, g6, tmp_path, capsys):
     path, graphs = g6
     work, out = tmp_path / "run", tmp_path / "s.g6"
-    args = ["train", "gdss_community_small", "--dataset", str(path), "--test-fraction", "0.25"]
+    args = ["train", recipe, "--dataset", str(path), "--test-fraction", "0.25"]
     args += ["--workdir", str(work), "--train.steps", "2", "--train.batch-size", "8"]
     with pytest.warns(UserWarning, match=r"skipped 2 of 26 graphs") as rec:
-        assert main([*args, "--train.progress", "False", *TINY]) == 0
+        assert main([*args, "--train.progress", "False", *tiny]) == 0
     msg = next(str(w.message) for w in rec if "skipped" in str(w.message))
     assert str(path) in msg and "line 4:" in msg and "line 9: no nodes" in msg
     assert (work / "checkpoints" / "2").is_dir()
     path.unlink()  # the run folder keeps its own copy (run/data/mine.g6)
 
     # sample and evaluate take the file and its split from the checkpoint
-    args = ["sample", "gdss_community_small", "--checkpoint", str(work), "--num", "4"]
-    args += ["--out", str(out), "--steps", "2", "--sampler", "euler"]
-    assert main([*args, *(a.replace("--", "--config.", 1) for a in TINY)]) == 0
+    args = ["sample", recipe, "--checkpoint", str(work), "--num", "4", "--out", str(out)]
+    assert main([*args, *sampling, *(a.replace("--", "--config.", 1) for a in tiny)]) == 0
     samples = read_graph6(out)
     n_max = max(g.number_of_nodes() for g in graphs)
     assert len(samples) == 4 and all(g.number_of_nodes() <= n_max for g in samples)
     capsys.readouterr()
-    args = ["evaluate", "gdss_community_small", "--samples", str(out), "--checkpoint", str(work)]
+    args = ["evaluate", recipe, "--samples", str(out), "--checkpoint", str(work)]
     assert main(args) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 

@@ -1,7 +1,8 @@
 """Molecule recipes on a user's own SMILES file (``--dataset PATH``).
 
-The command-line path (``genmodels train`` -> ``sample`` -> ``evaluate`` of ``gdss_qm9``)
-on a tiny ``.smi`` file with malformed rows and a tiny network; then every other molecule
+The command-line path (``genmodels train`` -> ``sample`` -> ``evaluate``) on a tiny
+``.smi`` file with malformed rows and a tiny network (masked diffusion in the default
+suite, GDSS under ``-m slow``); then every other molecule
 method (PARD, masked diffusion, flow matching, PFGM++) on a tiny ``.csv`` whose vocabulary
 differs from QM9's, so a network sized from the recipe's benchmark instead of the file
 would fail: the training loss traced (shapes only) in the default suite, two compiled
@@ -54,35 +55,45 @@ TINY_GDSS = [
 ]
 
 
-def test_gdss_trains_samples_and_evaluates_on_a_smiles_file(tmp_path, capsys):
+TINY_MDM = "--net.dx 8 --net.de 4 --net.heads 2 --net.layers 1 --net.ffn-x 8 --net.ffn-e 4"
+CLI_RECIPES = [
+    pytest.param("mdm_qm9", TINY_MDM.split(), [], id="mdm"),
+    # GDSS's initialisers and training step: ~35 s of compiles on 2 cores
+    pytest.param("gdss_qm9", TINY_GDSS, ["--steps", "4"], id="gdss", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("recipe, tiny, sampling", CLI_RECIPES)
+def test_trains_samples_and_evaluates_on_a_smiles_file(recipe, tiny, sampling, tmp_path, capsys):
     data = tmp_path / "mine.smi"
     lines = ["# my molecules", *MOLS[:5], "C1CC(", *MOLS[5:], "", "not_a_molecule name"]
     data.write_text("\n".join(lines) + "\n")  # bad: lines 7 and 16
     wd, out = tmp_path / "run", tmp_path / "s.smi"
-    train = ["train", "gdss_qm9", "--dataset", str(data), "--workdir", str(wd)]
+    train = ["train", recipe, "--dataset", str(data), "--workdir", str(wd)]
     opts = ["--train.steps", "2", "--train.batch-size", "4", "--train.progress", "False"]
     skipped = "mine.smi: skipped 2 of 14 molecules \\(invalid SMILES: lines 7, 16\\)"
     with pytest.warns(UserWarning, match=skipped):
-        assert main([*train, *opts, "--test-fraction", "0.25", *TINY_GDSS]) == 0
+        assert main([*train, *opts, "--test-fraction", "0.25", *tiny]) == 0
     # the run keeps a copy of its data: sampling and evaluating need only the checkpoint
     assert (wd / "data" / "mine.smi").read_bytes() == data.read_bytes()
     data.unlink()
 
-    sample = ["sample", "gdss_qm9", "--checkpoint", str(wd), "--num", "6", "--out", str(out)]
-    assert main([*sample, "--steps", "4", "--batch-size", "6"]) == 0
+    sample = ["sample", recipe, "--checkpoint", str(wd), "--num", "6", "--out", str(out)]
+    assert main([*sample, *sampling, "--batch-size", "6"]) == 0
     got = out.read_text().splitlines()
     assert len(got) == 6
     # only the file's elements can come out: the network's channels are its vocabulary
     assert elements(got) <= set(ELEMENTS)
 
     capsys.readouterr()
-    evaluate = ["evaluate", "gdss_qm9", "--samples", str(out), "--checkpoint", str(wd)]
+    evaluate = ["evaluate", recipe, "--samples", str(out), "--checkpoint", str(wd)]
     assert main([*evaluate, "--config.eval-fcd", "False"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["num_samples"] == 6 and 0 <= metrics["novelty"] <= 1
     assert np.isfinite(metrics["nspdk"])
 
-    # the same file with no good row: one line naming it
+
+def test_a_smiles_file_without_a_good_row_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "bad.smi"
     bad.write_text("xx\nC1CC(\n")
     assert main(["train", "gdss_qm9", "--dataset", str(bad), "--workdir", str(tmp_path / "b")]) == 1

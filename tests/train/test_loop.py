@@ -314,6 +314,15 @@ for name, devs in (("one", jax.devices()[:1]), ("eight", jax.devices()[:8])):
         assert len(leaf.sharding.device_set) == 8, leaf.sharding
 print("LOSSES", losses)
 np.testing.assert_allclose(losses["one"], losses["eight"], rtol=1e-5, atol=1e-6)
+# replicated state checkpointed on 8 devices (one copy written) resumes exactly
+import tempfile
+wd = tempfile.mkdtemp()
+half = TrainConfig(steps=3, batch_size=16, log_every=1, ckpt_every=100, progress=False)
+train(Net(nnx.Rngs(0)), loss_fn, loader, half, OCFG, wd, devices=jax.devices()[:8])
+rec = []
+train(Net(nnx.Rngs(0)), loss_fn, loader, cfg, OCFG, wd, devices=jax.devices()[:8],
+      hooks=[lambda s, m: rec.append(m["loss"])])
+assert rec == losses["eight"][3:], (rec, losses["eight"])
 # a batch of 12 on 8 devices trains on the 4 that divide it, and says so
 import warnings
 cfg12 = TrainConfig(steps=2, batch_size=12, log_every=1, ckpt_every=100, progress=False)
