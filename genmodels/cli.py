@@ -707,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] not in HANDLERS:
             raise UsageError(f"unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}")
         cmd, rest = f"genmodels {argv[0]}", argv[1:]
+        _persistent_compile_cache()
         return HANDLERS[argv[0]](rest)
     except _Exit as e:
         return e.code
@@ -727,6 +728,22 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         print(f"{cmd}: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+def _persistent_compile_cache() -> None:
+    """XLA's persistent compilation cache in ``<cache folder>/xla``: a second start of a
+    command loads the programs the first compiled (a recipe's training step, its sampler)
+    instead of compiling them again. ``JAX_COMPILATION_CACHE_DIR`` moves it;
+    ``GENMODELS_XLA_CACHE=0`` turns it off. The cache is keyed by the program, the jax
+    version and the device, so it changes no result."""
+    import jax
+
+    if os.environ.get("GENMODELS_XLA_CACHE", "1") == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    from genmodels.datasets.registry import cache_dir
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _report(cmd: str, e: Exception) -> int:
