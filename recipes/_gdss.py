@@ -39,6 +39,7 @@ def gdss(
             steps=epochs * steps_per_epoch,
             batch_size=batch_size,
             ema_decay=0.999,
+            ema_warmup=True,  # GDSS utils/ema.py: use_num_updates=True
             log_every=100,
             ckpt_every=ckpt_every,
         ),

@@ -42,6 +42,7 @@ def mdm(
             steps=steps,
             batch_size=batch_size,
             ema_decay=0.999,
+            ema_warmup=True,  # MDLM models/ema.py: use_num_updates=True
             log_every=log_every,
             ckpt_every=ckpt_every,
         ),

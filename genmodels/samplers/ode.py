@@ -12,6 +12,8 @@ every update are masked).
 
 from __future__ import annotations
 
+import inspect
+
 from collections.abc import Mapping, Sequence
 
 import diffrax
@@ -55,6 +57,7 @@ def euler_sample(
     steps: int = 100,
     constrain: ConstrainFn = identity_constrain,
     return_trajectory: bool = False,
+    init: State | None = None,
 ) -> tuple[State, dict]:
     """Euler integration of a flow ``dx/dt = v(x, t)`` from ``t = 1`` (prior) to ``t = 0``.
 
@@ -73,6 +76,7 @@ def euler_sample(
       steps: number of uniform steps when ``grid`` is ``None``.
       constrain: domain hook applied to the prior draw and after every step.
       return_trajectory: also return the states at every grid time.
+      init: the start state (default: the processes' priors, drawn with ``key``).
 
     Returns:
       ``(state, info)``; ``info["nfe"] = K``; ``info["trajectory"]`` [K + 1, B, ...]
@@ -81,7 +85,9 @@ def euler_sample(
     grid = uniform_grid(steps) if grid is None else jnp.asarray(grid, jnp.float32)
     num = grid.shape[0] - 1
     b = _batch_size(shapes)
-    x0 = _project(prior_state(processes, key, shapes, ctx), ctx, constrain)
+    if init is None:
+        init = prior_state(processes, key, shapes, ctx)
+    x0 = _project(init, ctx, constrain)
 
     def step(x: State, tt: tuple[Array, Array]) -> tuple[State, State | None]:
         t_cur, t_next = tt
@@ -194,9 +200,10 @@ def edm_euler_sample(
     """First-order companion of :func:`heun_sample`: Euler steps of
     ``dx/dsigma = (x - D(x; sigma)) / sigma`` on the same grid (``steps`` denoiser calls).
 
-    The sigma grid plays the role of :func:`euler_sample`'s decreasing time, so the prior
-    is the processes' own (drawn at their ``sigma_max``, the grid's first level, for
-    :class:`~genmodels.processes.pfgmpp.PFGMPP`) and the last step lands on ``sigma = 0``.
+    The sigma grid plays the role of :func:`euler_sample`'s decreasing time; the start is
+    drawn at the grid's first level ``sigma_max`` (a PFGM++ process's ``prior_at``, as in
+    :func:`heun_sample`; other processes' plain ``prior``) and the last step lands on
+    ``sigma = 0``.
 
     Args:
       denoise_fn: ``(state, sigma [B], ctx) -> dict`` denoised estimate D(x; sigma).
@@ -215,7 +222,13 @@ def edm_euler_sample(
         }
 
     sigmas = edm_sigma_grid(steps, **grid)
-    return euler_sample(slope, processes, ctx, key, shapes=shapes, grid=sigmas, constrain=constrain)
+    sigma_max = grid.get(
+        "sigma_max", inspect.signature(edm_sigma_grid).parameters["sigma_max"].default
+    )
+    init = _prior_at_sigma(processes, key, shapes, ctx, sigma_max)
+    return euler_sample(
+        slope, processes, ctx, key, shapes=shapes, grid=sigmas, constrain=constrain, init=init
+    )
 
 
 def _evals_per_step(solver: diffrax.AbstractSolver) -> tuple[int, bool]:

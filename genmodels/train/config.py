@@ -52,6 +52,9 @@ class TrainConfig:
       batch_size: global batch (split over all local devices; must divide evenly).
       seed: seeds parameters, data order and per-step keys.
       ema_decay: parameter EMA decay (0 disables EMA: the EMA equals the parameters).
+      ema_warmup: after ``n`` updates decay by ``min(ema_decay, (1 + n) / (10 + n))``, so
+        the average forgets the initial parameters early (the ``use_num_updates`` EMA of
+        score_sde, GDSS and MDLM); off: ``ema_decay`` from the first step.
       log_every: steps between JSONL log lines and non-finite-loss checks.
       ckpt_every: steps between checkpoints (a checkpoint is also written at the end).
       keep_checkpoints: how many of the latest checkpoints to keep.
@@ -65,6 +68,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     ema_decay: float = 0.999
+    ema_warmup: bool = False
     log_every: int = 50
     ckpt_every: int = 500
     keep_checkpoints: int = 3

@@ -35,7 +35,7 @@ from genmodels.train.checkpoint import Checkpointer, config_hash
 from genmodels.train.checkpoint import config_json as _config_json
 from genmodels.train.config import OptimConfig, TrainConfig
 from genmodels.train.data import Loader
-from genmodels.train.ema import ema_update
+from genmodels.train.ema import ema_decay_at, ema_update
 from genmodels.train.export import EXPORT_KEY
 from genmodels.train.logging import MetricsLogger
 from genmodels.train.optim import make_optimizer
@@ -91,7 +91,9 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation):
     return graphdef, state
 
 
-def make_train_step(graphdef, loss_fn: LossFn, tx, ema_decay: float, base_key: jax.Array):
+def make_train_step(
+    graphdef, loss_fn: LossFn, tx, ema_decay: float, base_key: jax.Array, ema_warmup: bool = False
+):
     """The pure per-step update ``(state, batch, step) -> (state, metrics)``."""
 
     def step_fn(state, batch, step):
@@ -109,7 +111,7 @@ def make_train_step(graphdef, loss_fn: LossFn, tx, ema_decay: float, base_key: j
         bad = jnp.where((state["bad_step"] < 0) & ~finite, step, state["bad_step"])
         new = {
             "params": params,
-            "ema": ema_update(state["ema"], params, ema_decay),
+            "ema": ema_update(state["ema"], params, ema_decay_at(ema_decay, step, ema_warmup)),
             "opt": opt,
             "rest": state["rest"],
             "bad_step": bad.astype(jnp.int32),
@@ -225,7 +227,9 @@ def train(
     logger.drop_after(start)  # rows logged after the checkpoint by a killed run
 
     step_fn = jax.jit(
-        make_train_step(graphdef, loss_fn, tx, train_cfg.ema_decay, base_key),
+        make_train_step(
+            graphdef, loss_fn, tx, train_cfg.ema_decay, base_key, train_cfg.ema_warmup
+        ),
         donate_argnums=(0,),
     )
     meta_base = {

@@ -217,6 +217,21 @@ def test_edm_euler_lands_on_a_point_mass_and_matches_fine_heun():
     np.testing.assert_allclose(np.asarray(xe["x"]), np.asarray(xh["x"]), atol=0.05)
 
 
+def test_edm_euler_starts_at_its_own_sigma_max():
+    """``sigma_max`` moves the start: the first state is the PFGM++ prior at that level
+    (the same draw as Heun's), not at the process's own sigma_max (80)."""
+    procs = {"x": PFGMPP(D=128.0)}
+    shapes = {"x": (4000, 2)}
+    ident = lambda s, sig, c: {"x": s["x"]}  # noqa: E731  (D = x: the state never moves)
+    key = jax.random.key(5)
+    x, _ = edm_euler_sample(ident, procs, {}, key, shapes=shapes, steps=3, sigma_max=5.0)
+    start, _ = heun_sample(ident, procs, {}, key, shapes=shapes, steps=1, sigma_max=5.0)
+    np.testing.assert_allclose(np.asarray(x["x"]), np.asarray(start["x"]), rtol=1e-6)
+    r = np.linalg.norm(np.asarray(x["x"]), axis=1)
+    res = scipy.stats.kstest(r, lambda R: radius_cdf(R, 5.0 * np.sqrt(128.0), 2, 128.0))
+    assert res.pvalue > 1e-3, res
+
+
 def test_pfgmpp_large_D_follows_the_edm_ode():
     """From the same initial noise, the D = 1e6 field and EDM's send (almost) every sample
     to the same point: the PFGM++ ODE tends to the EDM ODE as D grows (the D = 1e6 prior

@@ -486,3 +486,26 @@ def test_load_model_names_a_missing_or_empty_folder(tmp_path):
     for folder in ("missing", "empty", "other"):
         with pytest.raises(MissingFileError, match=f"{folder}.*pass the folder of a training"):
             load_model(Net(nnx.Rngs(0)), tmp_path / folder)
+
+
+def test_ema_warmup_follows_the_score_sde_rule():
+    """``min(decay, (1 + n) / (10 + n))`` for the n-th update (n = step + 1): the first
+    update keeps 2/11 of the initial parameters; from n = 8991 on the decay is 0.999."""
+    from genmodels.train.ema import ema_decay_at
+
+    assert ema_decay_at(0.999, 0, False) == 0.999
+    assert float(ema_decay_at(0.999, 0, True)) == pytest.approx(2 / 11)
+    assert float(ema_decay_at(0.999, 9, True)) == pytest.approx(11 / 20)
+    assert float(ema_decay_at(0.999, 100_000, True)) == pytest.approx(0.999)
+    assert ema_decay_at(0.0, 5, True) == 0.0  # EMA off stays off
+
+    # in the loop: after one step from params p0 to p1, ema = d p0 + (1 - d) p1, d = 2/11
+    cfg = TrainConfig(steps=1, batch_size=16, log_every=1, progress=False, ema_warmup=True)
+    net = Net(nnx.Rngs(0))
+    p0 = jax.tree.map(np.asarray, nnx.state(net, nnx.Param))
+    res = train(net, loss_fn, ArrayLoader(data(), batch_size=16, seed=1), cfg, OCFG, None)
+    p1 = jax.tree.map(np.asarray, nnx.state(res.model, nnx.Param))
+    ema = nnx.state(res.ema_model, nnx.Param)
+    want = jax.tree.map(lambda a, b: 2 / 11 * a + 9 / 11 * b, p0, p1)
+    for w, e in zip(jax.tree.leaves(want), jax.tree.leaves(ema)):
+        np.testing.assert_allclose(np.asarray(e), w, rtol=1e-6, atol=1e-7)
