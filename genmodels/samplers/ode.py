@@ -13,7 +13,6 @@ every update are masked).
 from __future__ import annotations
 
 import inspect
-
 from collections.abc import Mapping, Sequence
 
 import diffrax
