@@ -227,9 +227,7 @@ def train(
     logger.drop_after(start)  # rows logged after the checkpoint by a killed run
 
     step_fn = jax.jit(
-        make_train_step(
-            graphdef, loss_fn, tx, train_cfg.ema_decay, base_key, train_cfg.ema_warmup
-        ),
+        make_train_step(graphdef, loss_fn, tx, train_cfg.ema_decay, base_key, train_cfg.ema_warmup),
         donate_argnums=(0,),
     )
     meta_base = {
