@@ -35,7 +35,7 @@ from multiprocessing import get_context
 import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
-from scipy.spatial.distance import cdist
+from scipy.spatial.distance import cdist, pdist
 from scipy.stats import wasserstein_distance
 from tqdm.auto import tqdm
 
@@ -805,6 +805,21 @@ def composition_metrics(
 # ----------------------------------------------------------------------------- top level
 
 
+def mean_pairwise_distance(fps) -> float:
+    """Mean Euclidean distance over all pairs of rows (CDVAE ``get_fp_pdist``).
+
+    Args:
+      fps: [M, F] fingerprints.
+
+    Returns:
+      The mean of the ``M (M - 1) / 2`` distances; NaN when ``M < 2``.
+    """
+    x = np.asarray(fps, np.float64)
+    if len(x) < 2:
+        return math.nan
+    return float(pdist(x.reshape(len(x), -1)).mean())
+
+
 def generation_metrics(
     pred_structures: Sequence[Structure | None],
     test_structures: Sequence[Structure],
@@ -828,6 +843,10 @@ def generation_metrics(
     - ``cov_recall`` and ``cov_precision`` over *all* generated crystals whose fingerprints
       exist (CDVAE computes coverage on every generated crystal, valid or not), with the
       dataset's cutoffs.
+    - ``comp_div`` and ``struct_div`` (CDVAE ``get_comp_diversity`` /
+      ``get_struct_diversity``): the mean pairwise Euclidean distance between the valid
+      crystals' normalized composition fingerprints, and between their CrystalNN
+      fingerprints (NaN with fewer than two valid crystals).
 
     Args:
       pred_structures: generated crystals (``None`` for failed decodes).
@@ -844,7 +863,8 @@ def generation_metrics(
 
     Returns:
       ``{"struct_validity", "comp_validity", "validity", "cov_recall", "cov_precision",
-      "density_wdist", "nelem_wdist", "num_generated", "num_valid"}`` as floats.
+      "density_wdist", "nelem_wdist", "comp_div", "struct_div", "num_generated",
+      "num_valid"}`` as floats.
 
     Raises:
       KeyError: unknown ``dataset`` without ``cov_cutoffs``.
@@ -897,6 +917,10 @@ def generation_metrics(
         "cov_precision": cov["cov_precision"],
         "density_wdist": density_wdist(valid_structs, test_structures),
         "nelem_wdist": nelem_wdist(valid_structs, test_structures),
+        "comp_div": mean_pairwise_distance(
+            normalize_composition_fingerprints([p_cfp[i] for i in valid_idx])
+        ),
+        "struct_div": mean_pairwise_distance([p_sfp[i] for i in valid_idx]),
         "num_generated": float(n),
         "num_valid": float(valid.sum()),
     }

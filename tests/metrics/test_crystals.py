@@ -200,6 +200,13 @@ def test_generation_metrics_identical_sets():
     assert out["cov_recall"] == out["cov_precision"] == 1.0
     assert out["density_wdist"] == pytest.approx(0.0, abs=1e-9)
     assert out["nelem_wdist"] == 0.0
+    # diversity: with two valid crystals, the one distance between their fingerprints
+    sfp, cfp = mc.fingerprints(gen, progress=False)
+    assert out["struct_div"] == pytest.approx(np.linalg.norm(sfp[0] - sfp[1]), rel=1e-9)
+    z = normalize_composition_fingerprints(cfp)
+    assert out["comp_div"] == pytest.approx(np.linalg.norm(z[0] - z[1]), rel=1e-9)
+    assert out["comp_div"] > 0 and out["struct_div"] > 0
+    assert np.isnan(mc.mean_pairwise_distance(z[:1]))
     # Add a failed decode and an invalid NaCl2: validity 2/4, precision 2/4, recall 1.
     bad = Structure(
         Lattice.cubic(5.0), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5], [0, 0.5, 0.5]]
@@ -211,6 +218,7 @@ def test_generation_metrics_identical_sets():
     assert out["validity"] == 0.5 and out["num_valid"] == 2.0
     assert out["cov_recall"] == 1.0 and out["cov_precision"] == 0.5
     assert out["density_wdist"] == pytest.approx(0.0, abs=1e-9)
+    assert out["struct_div"] == pytest.approx(np.linalg.norm(sfp[0] - sfp[1]), rel=1e-9)
 
 
 def test_fingerprints_cached_round_trip(tmp_path, monkeypatch):

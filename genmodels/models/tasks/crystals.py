@@ -192,7 +192,8 @@ class CrystalTask:
         self, samples: list[Structure | None], split: str = "test", meta: dict | None = None
     ) -> dict[str, float]:
         """CDVAE's generation metrics against ``split`` (validity, COV-R/P, density and
-        element-count Wasserstein distances; :func:`~genmodels.metrics.crystals.generation_metrics`)."""
+        element-count Wasserstein distances, composition and structure diversity;
+        :func:`~genmodels.metrics.crystals.generation_metrics`)."""
         from genmodels.metrics.crystals import generation_metrics
 
         del meta
