@@ -10,7 +10,10 @@
     genmodels boss-grids RECIPE --checkpoint DIR|pretrained   # BOSS step grids
 
 Options for every command: --debug (or GENMODELS_DEBUG=1) shows the Python traceback of
-an error; --recipes-dir DIR also looks for recipes in DIR (as GENMODELS_RECIPES_DIR does).
+an error; --recipes-dir DIR also looks for recipes in DIR (as GENMODELS_RECIPES_DIR does);
+--coordinator HOST:PORT --num-processes N --process-id I join a multi-process run
+(jax.distributed; found without options under SLURM, Open MPI, a TPU pod or a Kubernetes
+JobSet): train and sample then span every process's devices, process 0 writes.
 
 `genmodels COMMAND RECIPE --help` lists the command's options first, then the recipe's
 config fields (``--train.steps`` for train, ``--config.FIELD`` for the others). Boolean
@@ -650,13 +653,33 @@ HANDLERS = {
 # ------------------------------------------------------------------ entry point
 
 
+#: global options of a multi-process run -> (keyword of ``distributed.initialize``, type)
+_DIST_OPTIONS = {
+    "--coordinator": ("coordinator", str),
+    "--num-processes": ("num_processes", int),
+    "--process-id": ("process_id", int),
+}
+
+
 def _global_options(argv: list[str]) -> tuple[list[str], bool]:
-    """Strip ``--debug`` and ``--recipes-dir DIR`` (anywhere) from ``argv``."""
+    """Strip ``--debug``, ``--recipes-dir DIR`` and the multi-process options (anywhere)
+    from ``argv``; join the multi-process run they (or the cluster) describe."""
     debug = os.environ.get("GENMODELS_DEBUG", "") not in ("", "0")
-    out, i = [], 0
+    out, i, dist = [], 0, {}
     while i < len(argv):
         a = argv[i]
-        if a == "--debug":
+        name = a.split("=", 1)[0]
+        if name in _DIST_OPTIONS:
+            key, typ = _DIST_OPTIONS[name]
+            if "=" not in a and i + 1 >= len(argv):
+                raise UsageError(f"{name} needs a value")
+            value = a.split("=", 1)[1] if "=" in a else argv[i + 1]
+            i += "=" not in a
+            try:
+                dist[key] = typ(value)
+            except ValueError:
+                raise UsageError(f"{name} takes an integer, got {value!r}") from None
+        elif a == "--debug":
             debug = True
         elif a == "--recipes-dir" or a.startswith("--recipes-dir="):
             if "=" in a:
@@ -670,6 +693,14 @@ def _global_options(argv: list[str]) -> tuple[list[str], bool]:
         else:
             out.append(a)
         i += 1
+    if dist or (out and out[0] in ("train", "sample")):
+        from genmodels.train.distributed import cluster_detected, initialize
+
+        if dist or cluster_detected():
+            try:
+                initialize(**dist)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
     return out, debug
 
 

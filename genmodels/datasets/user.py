@@ -166,6 +166,12 @@ def _copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _is_lead() -> bool:
+    from genmodels.train.distributed import is_lead
+
+    return is_lead()
+
+
 def snapshot_user_data(config, workdir: str | Path):
     """Copy the user data files a recipe config trains on into ``workdir/data``.
 
@@ -203,7 +209,8 @@ def snapshot_user_data(config, workdir: str | Path):
             raise MissingFileError(f"{flag} {src}: no such file or folder")
         dst = dest / (prefix + src.name)
         if not dst.exists():
-            _copy(src, dst)
+            if _is_lead():  # several processes: process 0 copies
+                _copy(src, dst)
         elif src.is_file() and dst.is_file() and src.read_bytes() != dst.read_bytes():
             flag = "--dataset" if field == "dataset" else "--" + field.replace("_", "-")
             raise DataError(

@@ -186,6 +186,8 @@ def sample_recipe(
     samples = method.sample(
         model, jax.random.PRNGKey(seed), num, sampler=sampler, steps=steps, **kwargs
     )
+    if jax.process_index() > 0:  # several processes: process 0 writes the file
+        return out
     method.write_samples(samples, out)
     # a sidecar records how the file was made (evaluate reads it, e.g. correction off)
     meta = {

@@ -25,6 +25,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from genmodels.core.types import Array, ConstrainFn, Context, State
+from genmodels.train.distributed import is_lead, split_rounds
 from genmodels.train.sharding import batch_sharded, data_mesh, replicated
 
 __all__ = [
@@ -48,8 +49,8 @@ def split_model(model: nnx.Module):
 def sampling_mesh(batch: int):
     """The data mesh over all devices when there are several and they divide ``batch``,
     else ``None``."""
-    ndev = jax.device_count()
-    return data_mesh() if ndev > 1 and batch % ndev == 0 else None
+    ndev = jax.local_device_count()  # each process samples its own rounds
+    return data_mesh(jax.local_devices()) if ndev > 1 and batch % ndev == 0 else None
 
 
 def shard_batch(tree: Any, mesh) -> Any:
@@ -145,9 +146,9 @@ class Runner:
           Each round's output, on the host.
         """
         rounds = max(math.ceil(num / batch), 0)
-        with tqdm(total=num, desc=desc, unit="sample", disable=not progress) as bar:
-            for r in range(rounds):
-                out = jax.device_get(fn(jax.random.fold_in(key, r), r))
+        bar = tqdm(total=num, desc=desc, unit="sample", disable=not (progress and is_lead()))
+        with bar:  # several processes: rounds split over them (train/distributed.py)
+            for r, out in split_rounds(rounds, lambda r: fn(jax.random.fold_in(key, r), r)):
                 bar.update(min(batch, num - r * batch))
                 yield out
 

@@ -288,8 +288,13 @@ class Checkpointer:
         leaves, treedef = jax.tree.flatten(template)
 
         def abstract(x):
-            sharding = getattr(x, "sharding", None)
+            # a leaf without a placement (an abstract model) goes to this process's first
+            # device, never to the saved placement, which may name other devices or
+            # processes (a checkpoint written by a multi-process run)
+            sharding = getattr(x, "sharding", None) or one_device
             return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+
+        one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
         target = {f"{i:05d}": abstract(x) for i, x in enumerate(leaves)}
         stored = self._stored_count(step)

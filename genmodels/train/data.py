@@ -68,9 +68,13 @@ class ArrayLoader:
             self._cache = {epoch: perm}
         return self._cache[epoch]
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
+    def batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
+        """The batch of ``step``; ``rows`` (multi-process: this process's share) reads only
+        those examples of it."""
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._perm(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
+        if rows is not None:
+            idx = idx[rows]
         return {k: np.asarray(v[idx]) for k, v in self.arrays.items()}
 
 
@@ -103,8 +107,17 @@ class FlagLoader:
     def steps_per_epoch(self) -> int:
         return self.inner.steps_per_epoch
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        out = self.inner.batch(step)
+    def batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
+        out = self.inner.batch(step, rows)
         on = np.float32(step < self.teacher_forcing_steps)
-        out["teacher_forcing"] = np.full((self.batch_size,), on, np.float32)
+        out["teacher_forcing"] = np.full((len(next(iter(out.values()))),), on, np.float32)
         return out
+
+
+def local_batch(loader: Loader, step: int, rows: slice) -> dict[str, np.ndarray]:
+    """Rows ``rows`` of the global batch of ``step``: read alone when the loader can
+    (:class:`ArrayLoader`), else cut from the whole batch."""
+    try:
+        return loader.batch(step, rows)  # type: ignore[call-arg]
+    except TypeError:
+        return {k: v[rows] for k, v in loader.batch(step).items()}

@@ -25,7 +25,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
@@ -34,12 +33,19 @@ from genmodels.errors import MissingFileError, TrainingInterrupted
 from genmodels.train.checkpoint import Checkpointer, config_hash
 from genmodels.train.checkpoint import config_json as _config_json
 from genmodels.train.config import OptimConfig, TrainConfig
-from genmodels.train.data import Loader
+from genmodels.train.data import Loader, local_batch
 from genmodels.train.ema import ema_decay_at, ema_update
 from genmodels.train.export import EXPORT_KEY
 from genmodels.train.logging import MetricsLogger
 from genmodels.train.optim import make_optimizer
-from genmodels.train.sharding import data_mesh, replicated, shard_batch
+from genmodels.train.sharding import (
+    data_mesh,
+    global_batch_from_local,
+    process_rows,
+    put_replicated,
+    shard_batch,
+    to_host,
+)
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
 
@@ -143,6 +149,11 @@ def _batch_devices(batch_size: int) -> list:
     """The devices a batch of ``batch_size`` splits evenly over: all of them, or (with a
     warning) the largest count that divides the batch size (4 of 8 devices for 12)."""
     devs = jax.devices()
+    if jax.process_count() > 1 and batch_size % len(devs):  # every process's devices
+        raise ValueError(
+            f"--train.batch-size {batch_size} is not a multiple of the {len(devs)} devices of "
+            f"the {jax.process_count()} processes; choose a multiple of {len(devs)}"
+        )
     n = math.gcd(batch_size, len(devs))
     if n < len(devs):
         warnings.warn(
@@ -198,7 +209,9 @@ def train(
     tx, sched = make_optimizer(optim_cfg, train_cfg.steps)
     graphdef, state = init_state(model, tx)
     mesh = data_mesh(devices if devices is not None else _batch_devices(train_cfg.batch_size))
-    state = jax.device_put(state, replicated(mesh))
+    state = put_replicated(state, mesh)
+    lead = jax.process_index() == 0  # logs, progress bar
+    multi = jax.process_count() > 1
     base_key = jax.random.PRNGKey(train_cfg.seed)
 
     ckpt = None
@@ -223,7 +236,7 @@ def train(
                 set_aside=True,
             )
             t_offset = float(meta.get("elapsed_s", 0.0))
-    logger = MetricsLogger(workdir, tensorboard=train_cfg.tensorboard)
+    logger = MetricsLogger(workdir if lead else None, tensorboard=train_cfg.tensorboard)
     logger.drop_after(start)  # rows logged after the checkpoint by a killed run
 
     step_fn = jax.jit(
@@ -239,7 +252,7 @@ def train(
     }
 
     def check_finite(step_now: int, last_good: int | None):
-        bad = int(state["bad_step"])
+        bad = int(to_host(state["bad_step"]))
         if bad >= 0:
             where = (
                 f"{workdir}/checkpoints (step {last_good})"
@@ -261,7 +274,7 @@ def train(
     bar = tqdm(
         total=train_cfg.steps,
         initial=start,
-        disable=not train_cfg.progress,
+        disable=not (train_cfg.progress and lead),
         desc="train",
         unit="step",
         dynamic_ncols=True,
@@ -293,7 +306,11 @@ def train(
         for step in range(start, train_cfg.steps):
             if sigint:
                 raise KeyboardInterrupt
-            batch = shard_batch(loader.batch(step), mesh)
+            if multi:  # each process reads its rows of the global batch
+                rows = process_rows(train_cfg.batch_size, mesh)
+                batch = global_batch_from_local(local_batch(loader, step, rows), mesh)
+            else:
+                batch = shard_batch(loader.batch(step), mesh)
             # one assignment (no interrupt check between its stores): ``state`` and
             # ``completed`` always agree when Ctrl-C lands
             state, metrics, completed = (
@@ -303,7 +320,7 @@ def train(
             done = completed
             bar.update(1)
             if done % train_cfg.log_every == 0 or done == train_cfg.steps:
-                host = {k: float(np.asarray(v)) for k, v in metrics.items()}
+                host = {k: float(to_host(v)) for k, v in metrics.items()}
                 now = time.perf_counter()
                 host["steps_per_sec"] = (done - s_last) / max(now - t_last, 1e-9)
                 host["lr"] = float(sched(step))

@@ -48,6 +48,33 @@ def shard_batch(batch, mesh: Mesh):
     return jax.device_put(batch, batch_sharded(mesh))
 
 
+def process_rows(batch_size: int, mesh: Mesh) -> slice:
+    """This process's rows of a global batch of ``batch_size`` sharded over ``mesh``
+    (all of them in a single process)."""
+    idx = batch_sharded(mesh).addressable_devices_indices_map((batch_size,))
+    starts = sorted({(i[0].start or 0, i[0].stop or batch_size) for i in idx.values()})
+    lo, hi = starts[0][0], starts[-1][1]
+    if sum(b - a for a, b in starts) != hi - lo:
+        raise ValueError("this process's devices do not hold one contiguous block of the batch")
+    return slice(lo, hi)
+
+
+def put_replicated(tree, mesh: Mesh):
+    """``tree`` (the same values in every process) as arrays replicated over ``mesh``,
+    which may span several processes."""
+    sh = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sh, np.asarray(x)), tree)
+
+
+def to_host(x) -> np.ndarray:
+    """A replicated (or single-process) array as a host array, in every process."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
 def global_batch_from_local(local_batch, mesh: Mesh):
     """Multi-host: assemble the global batch from each process's local slice."""
     sh = batch_sharded(mesh)
