@@ -161,7 +161,7 @@ def test_sharded_samples_equal_single_device_samples(case, monkeypatch):
         shards = leaf.addressable_shards
         assert len(shards) == NDEV and {s.data.shape[0] for s in shards} == {BATCH // NDEV}
 
-    monkeypatch.setattr(jax, "device_count", lambda *a: 1)
+    monkeypatch.setattr(jax, "local_device_count", lambda *a: 1)  # the runner's mesh
     # recompile without the mesh (every method samples through its own Runner)
     from genmodels.models.runner import Runner
 

@@ -280,7 +280,7 @@ def test_sampling_split_over_devices_gives_the_same_crystals(method, counted, mo
     key = jax.random.key(6)
     sharded = method.sample_batch(counted, key, batch, sampler="heun", steps=3)
     assert len(sharded["frac"].sharding.device_set) == jax.device_count()
-    monkeypatch.setattr(jax, "device_count", lambda *a: 1)
+    monkeypatch.setattr(jax, "local_device_count", lambda *a: 1)
     # recompile without the mesh (the runner picks it when it compiles)
     monkeypatch.setattr(method, "runner", Runner())
     single = method.sample_batch(counted, key, batch, sampler="heun", steps=3)

@@ -100,7 +100,7 @@ def test_sampling_split_over_devices_gives_the_same_graphs(monkeypatch):
     key = jax.random.PRNGKey(3)
     sharded, _, _ = method.sample_states(model, key, batch, sampler=sampler, steps=6)
     assert len(sharded["adj"].sharding.device_set) == jax.device_count()
-    monkeypatch.setattr(jax, "device_count", lambda *a: 1)
+    monkeypatch.setattr(jax, "local_device_count", lambda *a: 1)
     method.runner = Runner()  # its compiled calls hold the mesh
     single, _, _ = method.sample_states(model, key, batch, sampler=sampler, steps=6)
     assert len(single["adj"].sharding.device_set) == 1

@@ -255,7 +255,7 @@ def test_sampling_split_over_devices_gives_the_same_molecules(tiny_pard, monkeyp
     key = jax.random.PRNGKey(5)
     sharded, sctx, _ = method.sample_states(model, key, batch)
     assert len(sharded["edges"].sharding.device_set) == jax.device_count()
-    monkeypatch.setattr(jax, "device_count", lambda *a: 1)
+    monkeypatch.setattr(jax, "local_device_count", lambda *a: 1)
     method.runner = Runner()  # compiled for the (simulated) devices
     single, ctx, _ = method.sample_states(model, key, batch)
     assert len(single["edges"].sharding.device_set) == 1
