@@ -113,30 +113,35 @@ def summarize(recipe: str, points: list[dict]) -> None:
 
 
 def plot(results: dict, path: Path) -> None:
+    """One panel per (recipe, metric): the metric against NFE (log), a line per sampler,
+    the reference setting dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4))
-    axes = np.atleast_1d(axes)
-    for ax, (recipe, points) in zip(axes, results.items()):
-        keys = list(KEYS[recipe])
-        for key in keys:
+    ncol = max(len(KEYS[r]) for r in results)
+    fig, axes = plt.subplots(
+        len(results), ncol, figsize=(4.2 * ncol, 3.4 * len(results)), squeeze=False
+    )
+    for row, (recipe, points) in enumerate(results.items()):
+        ref = points[0]
+        for col, key in enumerate(KEYS[recipe]):
+            ax = axes[row, col]
             for sampler in dict.fromkeys(p["sampler"] for p in points):
                 ps = sorted((p for p in points if p["sampler"] == sampler), key=lambda p: p["nfe"])
-                ax.plot(
-                    [p["nfe"] for p in ps],
-                    [p["mean"][key] for p in ps],
-                    marker="o",
-                    label=f"{key}, {sampler}",
-                )
-        ax.set_xscale("log")
-        ax.set_xlabel("network calls per sample (NFE)")
-        ax.set_title(recipe)
-        ax.legend(fontsize=7)
+                ax.plot([p["nfe"] for p in ps], [p["mean"][key] for p in ps], "o-", label=sampler)
+            ax.axhline(ref["mean"][key], ls="--", c="gray", lw=1, label="reference")
+            ax.set_xscale("log")
+            ax.set_xlabel("network calls per sample (NFE)")
+            ax.set_title(f"{recipe}: {key}", fontsize=9)
+            if recipe != "gdss_qm9":
+                ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        for col in range(len(KEYS[recipe]), ncol):
+            axes[row, col].axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -180,7 +185,11 @@ def main(argv=None) -> int:
 
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"args": vars(a), "jax": jax.__version__, "keys": KEYS}
+    meta = {"args": {r: vars(a) for r in results}, "jax": jax.__version__, "keys": KEYS}
+    if out.exists():  # keep the other recipes' curves (``--only`` reruns one)
+        old = json.loads(out.read_text())
+        results = {**old["results"], **results}
+        meta["args"] = {**old["meta"].get("args", {}), **meta["args"]}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     plot(results, out.with_suffix(".png"))
     for recipe, points in results.items():
