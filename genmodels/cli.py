@@ -467,7 +467,10 @@ def cmd_sample(args: list[str]) -> int:
     _check_positive(num=p.num, steps=p.steps, batch_size=p.batch_size)
     config = p.config
     method = config.build()
-    choices = tuple(method.samplers)
+    choices = tuple(method.samplers) + (("fast",) if hasattr(config, "fast") else ())
+    sampler, steps = p.sampler, p.steps
+    if sampler == "fast" and "fast" in choices:  # the recipe's few-step setting
+        sampler, steps = config.fast[0], steps or config.fast[1]
     if p.sampler is not None and p.sampler not in choices:
         raise UsageError(
             f"recipe {name!r} has no sampler {p.sampler!r}; choose one of "
@@ -486,7 +489,8 @@ def cmd_sample(args: list[str]) -> int:
     options = {} if p.correction else {"correction": False}
     if p.precision is not None:
         options["precision"] = p.precision
-    how = {k: getattr(p, k) for k in ("num", "sampler", "steps", "seed", "batch_size")}
+    how = {k: getattr(p, k) for k in ("num", "seed", "batch_size")}
+    how.update(sampler=sampler, steps=steps)
     written = sample_recipe(config, ckpt, out=out, recipe=name, **how, **options)
     print(f"wrote {p.num} samples to {written}")
     return 0
@@ -583,6 +587,9 @@ def cmd_samplers(args: list[str]) -> int:
         tag = "default" if i == 0 else ""
         opts = entry.make_options(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
         print(f"  {n:<{width}}  {tag:<7}  {describe(entry, opts)} [{steps}]")
+    if hasattr(cfg, "fast"):
+        fast = f"{cfg.fast[0]} at {cfg.fast[1]} steps: the fewest network calls measured to keep"
+        print(f"  {'fast':<{width}}  {'':<7}  {fast} the default's quality [--steps K]")
     print(f"default steps: {getattr(cfg, 'sample_steps', 'n/a')}")
     return 0
 

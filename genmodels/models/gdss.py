@@ -74,6 +74,7 @@ class GDSSConfig:
       sample_eps: last sampling time (GDSS: 1e-4).
       sample_use_ema: sample with the EMA parameters (GDSS generic graphs: ``False``).
       sample_batch: graphs per sampling batch.
+      fast: ``--sampler fast``: ``(sampler, steps)`` keeping the default's quality (gdss_nfe).
     """
 
     dataset: str = "community_small"
@@ -90,6 +91,7 @@ class GDSSConfig:
     sample_eps: float = 1e-4
     sample_use_ema: bool = False
     sample_batch: int = 128
+    fast: tuple[str, int] = ("s4", 200)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 

@@ -12,7 +12,10 @@ from genmodels.samplers.registry import REGISTRY
 @pytest.mark.parametrize(
     "recipe, expected",
     [
-        ("gdss_qm9", {"reverse_langevin", "euler", "euler_langevin", "reverse", "s4", "ode"}),
+        (
+            "gdss_qm9",
+            {"reverse_langevin", "euler", "euler_langevin", "reverse", "s4", "ode", "fast"},
+        ),
         ("flow_mnist", {"euler", "heun", "boss", "ode"}),
         ("mdm_qm9", {"fhs", "ancestral"}),
     ],
@@ -23,9 +26,22 @@ def test_samplers_lists_the_registry_entries_of_the_recipe(recipe, expected, cap
     listed = {line.split()[0] for line in out.splitlines()[1:-1]}
     assert listed == expected
     default = next(line for line in out.splitlines() if " default " in line).split()[0]
-    for name in expected:
+    for name in expected - {"fast"}:
         assert REGISTRY[name].description.split(":")[0] in out
     assert default in expected
+
+
+@pytest.mark.parametrize("steps, want", [([], ("s4", 200)), (["--steps", "50"], ("s4", 50))])
+def test_sampler_fast_is_the_recipes_few_step_setting(steps, want, tmp_path, monkeypatch):
+    """``--sampler fast`` runs the config's ``fast`` (sampler, steps); ``--steps`` wins."""
+    import genmodels.models.run as run
+
+    seen = {}
+    monkeypatch.setattr(run, "sample_recipe", lambda cfg, ckpt, **kw: seen.update(kw) or "x")
+    out = str(tmp_path / "g.g6")
+    args = ["sample", "gdss_community_small", "--checkpoint", "pretrained", "--num", "4"]
+    assert main([*args, "--out", out, "--sampler", "fast", *steps]) == 0
+    assert (seen["sampler"], seen["steps"]) == want
 
 
 def test_sample_refuses_a_sampler_the_recipe_cannot_use(tmp_path, capsys):
