@@ -35,11 +35,19 @@ ANCHORS = {"community_small": {"sample_graphs_per_s": 1.0, "train_steps_per_s": 
 
 
 def bench_dataset(
-    name: str, steps: int, batch: int, train_iters: int, anchors: dict = ANCHORS
+    name: str,
+    steps: int,
+    batch: int,
+    train_iters: int,
+    anchors: dict = ANCHORS,
+    sampler: str | None = None,
 ) -> dict:
-    """Sampling and training speed of recipe ``gdss_<name>`` at batch ``batch``."""
+    """Sampling and training speed of recipe ``gdss_<name>`` at batch ``batch`` (its own
+    sampler unless ``sampler`` is given; ``train_iters=0``: sampling only)."""
     cfg, _ = load_recipe(f"gdss_{name.lower()}")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch))
+    if sampler is not None:
+        cfg = dataclasses.replace(cfg, sampler=sampler)
     method = cfg.build()
     model = method.init_model(jax.random.PRNGKey(0))
     out: dict = {
@@ -66,6 +74,8 @@ def bench_dataset(
     # scale to 1000 steps when fewer were run (time is linear in steps)
     out["sample_graphs_per_s_at_1000_steps"] = batch / (dt * 1000 / steps)
 
+    if train_iters == 0:
+        return out
     # training: jitted steps on real batches (wrapping around the small training set)
     base = method.loader()
     loader = ArrayLoader(base.arrays, batch_size=batch, seed=0)
