@@ -1,6 +1,6 @@
 """Multi-process training and sampling with ``jax.distributed`` on the loopback address:
-2 CPU processes x 2 simulated devices against 1 process x 4 devices, through the command
-line exactly as README "Scaling out" shows it (the launcher replaced by subprocesses)."""
+2 CPU processes x 2 simulated devices against one process, through the command line
+exactly as README "Scaling out" shows it (the launcher replaced by subprocesses)."""
 
 import json
 import os
@@ -36,15 +36,11 @@ def _env(devices: int) -> dict:
 
 def _run(args: list[str], processes: int, devices: int) -> list[str]:
     """``genmodels ARGS`` in ``processes`` processes of ``devices`` devices each."""
-    if processes == 1:
-        cmds = [[sys.executable, "-c", MAIN, *args]]
-    else:
-        addr = f"127.0.0.1:{_free_port()}"
-        dist = ["--coordinator", addr, "--num-processes", str(processes)]
-        cmds = [
-            [sys.executable, "-c", MAIN, *args, *dist, "--process-id", str(i)]
-            for i in range(processes)
-        ]
+    addr = f"127.0.0.1:{_free_port()}"
+    dist = ["--coordinator", addr, "--num-processes", str(processes)]
+    cmds = [
+        [sys.executable, "-c", MAIN, *args, *dist, "--process-id", str(i)] for i in range(processes)
+    ]
     procs = [
         subprocess.Popen(c, env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for c in cmds
@@ -69,8 +65,12 @@ def _losses(run) -> list[float]:
 
 
 def test_two_processes_train_and_sample_as_one(tmp_path):
+    """The one-process runs are in this process (its devices: 1, or CI's 8); the
+    two-process ones are subprocesses of 2 devices each."""
+    from genmodels.cli import main
+
     one, two = tmp_path / "one", tmp_path / "two"
-    _run(["train", "toy", "--workdir", str(one), *TRAIN, *SMALL], 1, 4)
+    assert main(["train", "toy", "--workdir", str(one), *TRAIN, *SMALL]) == 0
     _run(["train", "toy", "--workdir", str(two), *TRAIN, *SMALL], 2, 2)
     # one run folder, the same checkpoints, losses and parameters (float rounding aside)
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["2", "4"]
@@ -80,14 +80,14 @@ def test_two_processes_train_and_sample_as_one(tmp_path):
 
     # the 2-process run resumes in one process
     more = [a if a != "4" else "6" for a in TRAIN]
-    _run(["train", "toy", "--workdir", str(two), *more, *SMALL], 1, 4)
+    assert main(["train", "toy", "--workdir", str(two), *more, *SMALL]) == 0
     assert len(_losses(two)) == 6
 
     # sampling: --num split over the processes (rounds of 16), one file from process 0
     out1, out2 = tmp_path / "s1.npz", tmp_path / "s2.npz"
     args = ["sample", "toy", "--checkpoint", str(one), "--num", "40", "--batch-size", "16"]
     cfgs = ["--config.hidden", "32", "--config.depth", "2", "--steps", "5"]
-    _run([*args, "--out", str(out1), *cfgs], 1, 4)
+    assert main([*args, "--out", str(out1), *cfgs]) == 0
     _run([*args, "--out", str(out2), *cfgs], 2, 2)
     a, b = np.load(out1), np.load(out2)
     assert sorted(a.files) == sorted(b.files)
