@@ -294,6 +294,7 @@ def train(
             pass  # a failed save keeps the previous checkpoint
         return ckpt.latest_step()
 
+    rows = process_rows(train_cfg.batch_size, mesh) if multi else None  # rows of each batch
     t_last, s_last = time.perf_counter(), start
     t_start = t_last
     metrics = {}
@@ -307,7 +308,6 @@ def train(
             if sigint:
                 raise KeyboardInterrupt
             if multi:  # each process reads its rows of the global batch
-                rows = process_rows(train_cfg.batch_size, mesh)
                 batch = global_batch_from_local(local_batch(loader, step, rows), mesh)
             else:
                 batch = shard_batch(loader.batch(step), mesh)
