@@ -23,6 +23,11 @@ CDVAE's ``scripts/evaluate.py`` protocol) and adds ``match_rate`` and ``rmse``. 
 decoded arrays can come from another machine (an accelerator host, which needs no
 pymatgen: ``CDVAE.sample_arrays`` / ``reconstruct_arrays`` with the same keys):
 ``--generated G.npz --reconstructed R.npz --arrays-from "where they were made"``.
+With a property model shipped for the dataset its ``evaluate`` adds ``prop_wdist``; with
+``--optimize`` (a model trained with ``predict_property``) CDVAE's property optimisation
+runs with the reference settings (:func:`genmodels.optimization.optimize_and_score`: 100
+test crystals, 5,000 Adam steps, 10 snapshots) and adds SR5, SR10, SR15 and the
+optimised crystals' validity (``opt_validity``, ``opt_validity_final``).
 """
 
 from __future__ import annotations
@@ -85,6 +90,19 @@ def train_record(run: str | None, wall_s: float | None) -> dict:
     return out
 
 
+def optimize_record(method, model, key) -> dict:
+    """SR5 / SR10 / SR15 and validity of CDVAE's property optimisation (reference settings)
+    scored with the property model shipped for the dataset."""
+    from genmodels.metrics.property_model import shipped_property_model
+    from genmodels.optimization import optimize_and_score
+
+    scorer = shipped_property_model(method.config.dataset)
+    if scorer is None or model.fc_property is None:
+        raise SystemExit("error: --optimize needs a property head and a shipped property model")
+    rec = optimize_and_score(method, model, scorer, key)
+    return {("opt_" + k if k.startswith("validity") else k): v for k, v in rec["metrics"].items()}
+
+
 def image_record(method, model, key, num: int, args, first: bool) -> dict:
     """Sample ``num`` images; classifier FID of all, Inception FID of the first
     ``--inception-num``, NFE and the sampling wall time (``sample_s``)."""
@@ -135,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         help="CDVAE: reconstruct only the first N test crystals (default: all)",
     )
     ap.add_argument("--arrays-from", default=None, help="where --generated were decoded")
+    ap.add_argument(
+        "--optimize",
+        action="store_true",
+        help="CDVAE with a property head: also SR5/SR10/SR15 of property optimisation",
+    )
     ap.add_argument(
         "--inception-num",
         type=int,
@@ -189,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 rec = method.reconstruct_arrays(model, key, "test", num=args.reconstruct_num)
             m.update(method.evaluate_reconstruction(method.decode_arrays(rec), split="test"))
             m["num_reconstructed"] = float(rec["num_atoms"].shape[0])
+            if args.optimize:
+                m.update(optimize_record(method, model, key))
             m = {k: float(v) for k, v in m.items()}
         elif isinstance(method.task, ImageTask):
             m = image_record(method, model, key, num, args, first=i == 0)
@@ -238,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             + " --seeds "
             + " ".join(map(str, args.seeds))
             + (f" --reconstruct-num {args.reconstruct_num}" if args.reconstruct_num else "")
+            + (" --optimize" if args.optimize else "")
             + (f" --inception-num {args.inception_num}" if args.inception_num is not None else ""),
         ],
         "arrays_from": args.arrays_from,

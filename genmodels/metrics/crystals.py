@@ -13,6 +13,10 @@ Definitions follow CDVAE's evaluation (``scripts/eval_utils.py`` and
   fingerprint distance are within the dataset's cutoffs (``compute_cov``);
 - Wasserstein distances between the densities and between the numbers of elements of the
   valid generated crystals and the test crystals (``GenEval``);
+- the Wasserstein distance between the property, predicted by a property model
+  (:mod:`genmodels.metrics.property_model`), of the valid generated crystals and of the
+  test crystals (``get_prop_wdist``);
+- the success rates SR5 / SR10 / SR15 of latent property optimisation (``OptEval``);
 - reconstruction match rate and mean RMS distance with pymatgen
   ``StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)`` (``RecEval``);
 - for generated compositions alone (:func:`composition_metrics`): SMACT validity, the
@@ -54,10 +58,15 @@ __all__ = [
     "generation_metrics",
     "nelem_wdist",
     "normalize_composition_fingerprints",
+    "optimization_metrics",
+    "prop_wdist",
+    "property_percentiles",
     "reconstruction_metrics",
     "structure_fingerprint",
     "structure_validity",
+    "success_rates",
     "total_variation",
+    "validity_flags",
 ]
 
 #: version of the cached test-split fingerprints: bump when :func:`fingerprints` changes
@@ -71,6 +80,19 @@ COV_CUTOFFS: dict[str, dict[str, float]] = {
     "carbon_24": {"struc": 0.2, "comp": 4.0},
     "mp_20": {"struc": 0.4, "comp": 10.0},
 }
+
+#: Property-optimisation thresholds of CDVAE ``scripts/compute_metrics.py`` ``Percentiles``
+#: (keys there: ``perovskite``, ``carbon``, ``mp20``): the 5th, 10th and 15th percentiles
+#: of the training split's property (perov_5 ``heat_ref``, eV/atom; our ``val.csv`` gives
+#: 0.432, 0.600, 0.721). Here the thresholds are computed from the training split in use
+#: (:func:`property_percentiles`); these are recorded next to them.
+REFERENCE_PERCENTILES: dict[str, tuple[float, float, float]] = {
+    "perov_5": (0.43924842, 0.61202443, 0.7364607),
+    "carbon_24": (-154.527093, -154.45865733, -154.44206825),
+    "mp_20": (-3.17562208, -2.82196882, -2.52814761),
+}
+#: the percentiles of the training property behind SR5, SR10 and SR15
+SR_PERCENTILES = (5, 10, 15)
 
 # Fixed normalizer of the 132 magpie composition features, the ``CompScalerMeans`` and
 # ``CompScalerStds`` of CDVAE ``cdvae/common/constants.py`` (used by ``CompScaler`` in
@@ -734,6 +756,91 @@ def nelem_wdist(
     )
 
 
+def prop_wdist(pred_props: Sequence[float], gt_props: Sequence[float]) -> float:
+    """1-Wasserstein distance between predicted properties (CDVAE ``get_prop_wdist``).
+
+    Args:
+      pred_props: the property model's predictions for the valid generated crystals.
+      gt_props: its predictions for the test crystals (CDVAE predicts both sides).
+
+    Returns:
+      ``scipy.stats.wasserstein_distance``; NaN if a set is empty.
+    """
+    pred, gt = np.asarray(pred_props, np.float64), np.asarray(gt_props, np.float64)
+    if pred.size == 0 or gt.size == 0:
+        return float("nan")
+    return float(wasserstein_distance(pred.ravel(), gt.ravel()))
+
+
+# ------------------------------------------------------------------- property optimisation
+
+
+def property_percentiles(train_props: Sequence[float]) -> np.ndarray:
+    """The SR thresholds: percentiles :data:`SR_PERCENTILES` of the training property
+    (NaN ignored), as CDVAE's ``Percentiles`` (:data:`REFERENCE_PERCENTILES`).
+
+    Returns:
+      [3] float64.
+    """
+    x = np.asarray(train_props, np.float64)
+    return np.percentile(x[np.isfinite(x)], SR_PERCENTILES)
+
+
+def success_rates(
+    props: np.ndarray, valid: np.ndarray, thresholds: Sequence[float]
+) -> dict[str, float]:
+    """CDVAE ``OptEval.get_success_rate`` (the property is minimized).
+
+    For each start ``m`` the best property over the saved steps whose crystal is valid,
+    ``b_m = min_{s: valid[s, m]} props[s, m]`` (``inf`` when none is valid), and
+    ``SR_p = mean_m [b_m <= threshold_p]``.
+
+    Args:
+      props: [S, M] predicted property of the crystal decoded at saved step ``s`` from
+        start ``m`` (ignored where invalid).
+      valid: [S, M] bool validity of those crystals.
+      thresholds: the 5th, 10th and 15th percentile thresholds.
+
+    Returns:
+      ``{"SR5", "SR10", "SR15"}``.
+    """
+    best = np.where(np.asarray(valid, bool), np.asarray(props, np.float64), np.inf).min(0)  # [M]
+    return {f"SR{p}": float(np.mean(best <= t)) for p, t in zip(SR_PERCENTILES, thresholds)}
+
+
+def optimization_metrics(
+    steps: Sequence[Sequence[Structure | None]],
+    property_fn,
+    thresholds: Sequence[float],
+    *,
+    n_jobs: int = 1,
+    progress: bool | str = False,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """SR5 / SR10 / SR15 and validity of the crystals of a latent optimisation.
+
+    Args:
+      steps: S saved steps, each the M crystals decoded from the M starts.
+      property_fn: ``structures -> [n]`` predicted property (the property model).
+      thresholds: :func:`property_percentiles` of the training property.
+      n_jobs, progress: as :func:`validity_flags`.
+
+    Returns:
+      ``(metrics, props [S, M], valid [S, M])``: ``metrics`` holds :func:`success_rates`,
+      ``validity`` (over all S M crystals) and ``validity_final`` (the last step);
+      ``props`` is NaN where the crystal is invalid (not predicted, as CDVAE).
+    """
+    flat = [s for step in steps for s in step]
+    shape = (len(steps), len(flat) // max(len(steps), 1))
+    valid = validity_flags(flat, n_jobs=n_jobs, progress=progress)["valid"].reshape(shape)
+    props = np.full(shape, np.nan)
+    idx = np.flatnonzero(valid)
+    if idx.size:
+        props.flat[idx] = np.asarray(property_fn([flat[i] for i in idx]), np.float64)
+    metrics = success_rates(props, valid, thresholds)
+    metrics.update(validity=float(valid.mean()), validity_final=float(valid[-1].mean()))
+    return metrics, props, valid
+
+
 # ------------------------------------------------------------------- compositions only
 
 
@@ -820,6 +927,27 @@ def mean_pairwise_distance(fps) -> float:
     return float(pdist(x.reshape(len(x), -1)).mean())
 
 
+def validity_flags(
+    structures: Sequence[Structure | None], *, n_jobs: int = 1, progress: bool | str = False
+) -> dict:
+    """CDVAE's per-crystal validity (``Crystal.get_validity`` and ``get_fingerprints``).
+
+    Args:
+      structures: crystals (``None``: a failed decode, invalid).
+      n_jobs, progress: as :func:`fingerprints`.
+
+    Returns:
+      ``{"struct", "comp", "valid"}`` bool [n] arrays (``valid``: both and the CrystalNN
+      fingerprint computable) and the fingerprints ``struct_fp``, ``comp_fp`` (lists).
+    """
+    struct_ok = np.array([structure_validity(s) for s in structures], bool)
+    comp_ok = np.array([composition_validity(s) for s in structures], bool)
+    sfp, cfp = fingerprints(structures, n_jobs=n_jobs, progress=progress)
+    fp_ok = np.array([f is not None for f in sfp], bool)
+    valid = struct_ok & comp_ok & fp_ok
+    return {"struct": struct_ok, "comp": comp_ok, "valid": valid, "struct_fp": sfp, "comp_fp": cfp}
+
+
 def generation_metrics(
     pred_structures: Sequence[Structure | None],
     test_structures: Sequence[Structure],
@@ -831,6 +959,8 @@ def generation_metrics(
     cov_cutoffs: dict[str, float] | None = None,
     n_jobs: int = 1,
     progress: bool | str = True,
+    property_fn=None,
+    test_properties: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """CDVAE generation metrics (``GenEval`` of ``scripts/compute_metrics.py``).
 
@@ -847,6 +977,8 @@ def generation_metrics(
       ``get_struct_diversity``): the mean pairwise Euclidean distance between the valid
       crystals' normalized composition fingerprints, and between their CrystalNN
       fingerprints (NaN with fewer than two valid crystals).
+    - ``prop_wdist`` (with ``property_fn``): :func:`prop_wdist` of the predicted property
+      of the valid generated crystals and of the test crystals.
 
     Args:
       pred_structures: generated crystals (``None`` for failed decodes).
@@ -860,11 +992,14 @@ def generation_metrics(
       cov_cutoffs: override ``{"struc": ..., "comp": ...}``.
       n_jobs: worker processes for fingerprints.
       progress: show progress bars (a string: their description).
+      property_fn: ``structures -> [n]`` predicted property (a property model's
+        ``predict``); ``None`` leaves ``prop_wdist`` out.
+      test_properties: its predictions for ``test_structures``, if already at hand.
 
     Returns:
       ``{"struct_validity", "comp_validity", "validity", "cov_recall", "cov_precision",
       "density_wdist", "nelem_wdist", "comp_div", "struct_div", "num_generated",
-      "num_valid"}`` as floats.
+      "num_valid"}`` (and ``"prop_wdist"``) as floats.
 
     Raises:
       KeyError: unknown ``dataset`` without ``cov_cutoffs``.
@@ -872,11 +1007,9 @@ def generation_metrics(
     cut = cov_cutoffs if cov_cutoffs is not None else COV_CUTOFFS[dataset]
     preds = list(pred_structures)
     n = len(preds)
-    struct_ok = np.array([structure_validity(s) for s in preds], bool)
-    comp_ok = np.array([composition_validity(s) for s in preds], bool)
-    p_sfp, p_cfp = fingerprints(preds, n_jobs=n_jobs, progress=progress)
-    fp_ok = np.array([f is not None for f in p_sfp], bool)
-    valid = struct_ok & comp_ok & fp_ok
+    flags = validity_flags(preds, n_jobs=n_jobs, progress=progress)
+    struct_ok, comp_ok, valid = flags["struct"], flags["comp"], flags["valid"]
+    p_sfp, p_cfp = flags["struct_fp"], flags["comp_fp"]
     if test_fingerprints is None:
         test_fingerprints = fingerprints(test_structures, n_jobs=n_jobs, progress=progress)
     g_sfp, g_cfp = test_fingerprints
@@ -909,7 +1042,12 @@ def generation_metrics(
         comp_cutoff=cut["comp"],
         num_generated=n,
     )
-    return {
+    out = {}
+    if property_fn is not None:
+        if test_properties is None:
+            test_properties = property_fn(test_structures)
+        out["prop_wdist"] = prop_wdist(property_fn(valid_structs), test_properties)
+    return out | {
         "struct_validity": float(struct_ok.mean()) if n else math.nan,
         "comp_validity": float(comp_ok.mean()) if n else math.nan,
         "validity": float(valid.mean()) if n else math.nan,

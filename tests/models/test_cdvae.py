@@ -344,6 +344,7 @@ def test_pretrained_perov5_ships_its_metrics():
     keys |= {"density_wdist", "nelem_wdist", "match_rate", "rmse"}
     assert keys <= set(m)
     assert shipped["num_samples_per_seed"] == 1000 and m["num_reconstructed"] >= 256
+    assert 0.0 < m["prop_wdist"] < 1.0  # eV/atom, with the shipped property model
     assert all(0.0 <= m[k] <= 1.0 for k in keys - {"density_wdist", "nelem_wdist", "rmse"})
     assert shipped["train"]["steps"] > 0 and shipped["train"]["wall_s"] > 0
     assert any(c.startswith("genmodels train cdvae_perov5") for c in shipped["commands"])

@@ -191,21 +191,20 @@ class CrystalTask:
     def evaluate(
         self, samples: list[Structure | None], split: str = "test", meta: dict | None = None
     ) -> dict[str, float]:
-        """CDVAE's generation metrics against ``split`` (validity, COV-R/P, density and
-        element-count Wasserstein distances, composition and structure diversity;
-        :func:`~genmodels.metrics.crystals.generation_metrics`)."""
+        """CDVAE's generation metrics against ``split`` (validity, COV-R/P, density,
+        element-count and, with a shipped property model, property Wasserstein distances,
+        diversity; :func:`~genmodels.metrics.crystals.generation_metrics`)."""
         from genmodels.metrics.crystals import generation_metrics
+        from genmodels.metrics.property_model import property_inputs
 
         del meta
         check_split(split, self.eval_splits)
         ref = self.dataset(split).structures()
         out = generation_metrics(
-            list(samples),
-            ref,
-            "mp_20" if self.user else self.name,  # a user's crystals: mp_20's cutoffs
-            test_fingerprints=self.fingerprints(split),
-            progress="fingerprints (samples)",
-        )
+            list(samples), ref, "mp_20" if self.user else self.name,  # a user's: mp_20 cutoffs
+            test_fingerprints=self.fingerprints(split), progress="fingerprints (samples)",
+            **property_inputs(self.name, self.dataset(split).arrays),
+        )  # fmt: skip
         out = {k: float(v) for k, v in out.items()}
         out["num_reference"] = float(len(ref))
         return out
