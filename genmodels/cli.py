@@ -1,4 +1,5 @@
-"""The ``genmodels`` command: ``recipes | train | sample | evaluate | export | samplers``.
+"""The ``genmodels`` command: ``recipes | train | sample | evaluate | export | samplers |
+optimize``.
 
     genmodels recipes
     genmodels train RECIPE [--workdir DIR] [config overrides, e.g. --train.steps 500]
@@ -8,6 +9,8 @@
     genmodels export RECIPE --checkpoint DIR [--out DIR] [--overwrite]
     genmodels samplers RECIPE                 # the samplers this recipe can use
     genmodels boss-grids RECIPE --checkpoint DIR|pretrained   # BOSS step grids
+    genmodels optimize RECIPE --checkpoint DIR [--num-starts 100 --steps 5000 --lr 1e-3
+                       --saved 10 --out DIR]   # CDVAE property optimisation, SR5/10/15
 
 Options for every command: --debug (or GENMODELS_DEBUG=1) shows the Python traceback of
 an error; --recipes-dir DIR also looks for recipes in DIR (as GENMODELS_RECIPES_DIR does);
@@ -41,7 +44,9 @@ import tyro
 from genmodels.errors import GenmodelsError, MissingFileError, UsageError
 from genmodels.recipes import RecipeError, list_recipes, load_recipe
 
-COMMANDS = ("recipes", "train", "sample", "evaluate", "export", "samplers", "boss-grids")
+COMMANDS = (
+    "recipes", "train", "sample", "evaluate", "export", "samplers", "boss-grids", "optimize",
+)  # fmt: skip
 USAGE = __doc__
 #: sample-file suffixes of all recipes: an ``--out`` with another recipe's suffix is an error
 KNOWN_SUFFIXES = (".smi", ".g6", ".cif", ".npz", ".txt", ".csv")
@@ -457,6 +462,11 @@ def _sample_fields(args: list[str]):
             _opt("precision", str | None, None,
                  "categorical sampling precision (masked diffusion)",
                  choices=tuple(PRECISIONS), hint="(default: the sampler's)"),
+            _opt("label", int | None, None,
+                 "class-conditional recipes (e.g. flow_mnist_cond): the class to sample"),
+            _opt("guidance", float | None, None,
+                 "classifier-free guidance weight w with --label: out_u + w (out_c - out_u)",
+                 hint="(default: 1, the conditional model; 0: unconditional)"),
         ]  # fmt: skip
 
     return fields
@@ -482,6 +492,17 @@ def cmd_sample(args: list[str]) -> int:
         raise UsageError(f"--precision {p.precision!r}: choose one of {', '.join(PRECISIONS)}")
     if not p.correction and method.sample_suffix != ".smi":
         raise UsageError(f"--no-correction applies to molecule recipes; {name!r} is not one")
+    condition = getattr(getattr(method, "task", None), "condition", None)
+    if p.label is not None or p.guidance is not None:
+        if condition is None or condition.kind != "label":
+            raise UsageError(
+                f"recipe {name!r} is not class-conditional; --label / --guidance need one "
+                "such as flow_mnist_cond or edm_mnist_cond"
+            )
+        if p.label is None:
+            raise UsageError("--guidance needs --label (the class to guide toward)")
+        if not 0 <= p.label < condition.num_classes:
+            raise UsageError(f"--label must be in [0, {condition.num_classes}), got {p.label}")
     out = _check_out(p.out, method.sample_suffix, name)
     ckpt = _checkpoint(info, p.checkpoint)
     from genmodels.models.run import sample_recipe
@@ -489,6 +510,7 @@ def cmd_sample(args: list[str]) -> int:
     options = {} if p.correction else {"correction": False}
     if p.precision is not None:
         options["precision"] = p.precision
+    options.update({k: getattr(p, k) for k in ("label", "guidance") if getattr(p, k) is not None})
     how = {k: getattr(p, k) for k in ("num", "seed", "batch_size")}
     how.update(sampler=sampler, steps=steps)
     written = sample_recipe(config, ckpt, out=out, recipe=name, **how, **options)
@@ -646,6 +668,93 @@ def cmd_boss_grids(args: list[str]) -> int:
     return 0
 
 
+OPTIMIZE_DOC = (
+    "CDVAE's property optimisation with recipe {name!r} (scripts/evaluate.py "
+    "'optimization'): Adam on the latents of the first --num-starts crystals of --split to "
+    "minimize the property head, --saved snapshots decoded and scored with the dataset's "
+    "property model: SR5/SR10/SR15 and validity, written to --out (optimize.json, "
+    "optimized.cif) and printed."
+)
+
+
+def _optimize_fields(cfg) -> list:
+    return [
+        _opt("checkpoint", str, "pretrained",
+             "a run or export folder of a model trained with --predict-property, or 'pretrained'"),
+        _opt("num_starts", int, 100, "starting latents (CDVAE 100)"),
+        _opt("steps", int, 5000, "Adam steps on the latents (CDVAE 5000)"),
+        _opt("lr", float, 1e-3, "Adam learning rate (CDVAE 1e-3)"),
+        _opt("saved", int, 10, "snapshots decoded and scored, the last one included (CDVAE 10)"),
+        _opt("ld_steps", int | None, None, "Langevin steps per noise level when decoding",
+             hint="(default: the recipe's n_step_each)"),
+        _opt("start", str, "data", "start from --split crystals' latents or from N(0, I)",
+             choices=("data", "random")),
+        _opt("split", str, "test", "the split of the starting crystals",
+             choices=("test", "val", "train")),
+        _opt("property_model", str | None, None,
+             "a property model folder (python benchmarks/property_model.py DATASET --out DIR)",
+             hint="(default: the one shipped for the dataset)"),
+        _opt("seed", int, 0, "random seed (starting latents and decoding)"),
+        _opt("out", str | None, None, "folder for optimize.json and optimized.cif",
+             hint="(default: samples/RECIPE_optimize)"),
+    ]  # fmt: skip
+
+
+def cmd_optimize(args: list[str]) -> int:
+    """``genmodels optimize RECIPE --checkpoint DIR``: CDVAE's property optimisation and
+    its success rates (:func:`genmodels.optimization.optimize_and_score`)."""
+    name, info, p = _recipe_command("optimize", args, _optimize_fields, OPTIMIZE_DOC, trained=True)
+    _check_positive(num_starts=p.num_starts, steps=p.steps, saved=p.saved, ld_steps=p.ld_steps)
+    if p.saved > p.steps or p.lr <= 0 or p.start not in ("data", "random"):
+        raise UsageError(
+            "optimize needs --saved <= --steps, --lr > 0 and --start data|random; got "
+            f"--saved {p.saved} --steps {p.steps} --lr {p.lr} --start {p.start}"
+        )
+    from genmodels.metrics.property_model import load_property_model, shipped_property_model_dir
+    from genmodels.optimization import PropertyOptimizer
+
+    config = p.config
+    method = config.build()
+    if not isinstance(method, PropertyOptimizer):
+        raise UsageError(f"{name!r} has no latent property optimisation (a CDVAE recipe has)")
+    folder = _checkpoint(info, p.checkpoint)
+    if not config.predict_property:
+        raise UsageError(
+            f"checkpoint {folder} has no property head: train one with `genmodels train {name} "
+            "--predict-property --workdir DIR` (config field predict_property=True)"
+        )
+    pm_dir = p.property_model or shipped_property_model_dir(config.dataset)
+    if pm_dir is None:
+        raise UsageError(
+            f"no property model ships for dataset {config.dataset!r}; pass --property-model DIR "
+            f"(python benchmarks/property_model.py {config.dataset} --out DIR)"
+        )
+    property_model = load_property_model(pm_dir)
+    out = Path(p.out or f"samples/{name}_optimize")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".genmodels-write-test-"):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"cannot write to {out} ({e.strerror or e}); choose another --out"
+        ) from None
+    import jax
+
+    from genmodels.models.run import load_recipe_model
+    from genmodels.optimization import optimize_and_score
+
+    method, model, _ = load_recipe_model(config, folder, recipe=name)
+    how = dict(num_starts=p.num_starts, steps=p.steps, lr=p.lr, num_saved=p.saved)
+    how.update(ld_steps=p.ld_steps, start=p.start, split=p.split)
+    record = optimize_and_score(
+        method, model, property_model, jax.random.PRNGKey(p.seed), out_dir=out, **how
+    )
+    print(f"wrote {out / 'optimize.json'} and {out / 'optimized.cif'}")
+    print(json.dumps(record["metrics"], sort_keys=True))
+    return 0
+
+
 HANDLERS = {
     "recipes": cmd_recipes,
     "train": cmd_train,
@@ -654,6 +763,7 @@ HANDLERS = {
     "export": cmd_export,
     "samplers": cmd_samplers,
     "boss-grids": cmd_boss_grids,
+    "optimize": cmd_optimize,
 }
 
 

@@ -14,6 +14,7 @@
 
 from genmodels.nets.graph import GDSS_NET_CONFIGS
 from genmodels.nets.unet import UNetConfig
+from genmodels.samplers.guidance import Conditioning
 from genmodels.train import OptimConfig, TrainConfig
 
 EDM = dict(sigma_min=0.002, sigma_max=80.0, rho=7.0, sigma_data=0.5, P_mean=-1.2, P_std=1.2)
@@ -21,7 +22,9 @@ EDM_HEUN = dict(sampler="heun", sample_steps=18)
 RECTIFIED_FLOW = dict(t_eps=1e-3, time_scale=999.0)
 
 
-def mnist_cpu(config_cls: type, *, steps: int, ckpt_every: int, **method):
+def mnist_cpu(
+    config_cls: type, *, steps: int, ckpt_every: int, classes: int = 0, p_uncond=0.1, **method
+):
     """An MNIST config with the small UNet: model_channels 16, channel_mult (1, 2, 2)
     (levels 28 / 14 / 7 with 16 / 32 / 32 channels), one residual block per level,
     attention at 7 x 7 only, no dropout; batch 64, lr 1e-3 with 100 warm-up steps and a
@@ -29,6 +32,9 @@ def mnist_cpu(config_cls: type, *, steps: int, ckpt_every: int, **method):
 
     Args:
       steps: training steps.
+      classes: a class-conditional model of this many classes (0: unconditional), its
+        label dropped with probability ``p_uncond`` in training (classifier-free
+        guidance).
       method: the config's own fields (kernel, sampler, sample_batch, ...).
     """
     return config_cls(
@@ -42,7 +48,9 @@ def mnist_cpu(config_cls: type, *, steps: int, ckpt_every: int, **method):
             num_blocks=1,
             attn_resolutions=(7,),
             dropout=0.0,
+            label_dim=classes,
         ),
+        condition=Conditioning("label", classes, p_uncond) if classes else Conditioning(),
         **method,
         train=TrainConfig(
             steps=steps, batch_size=64, ema_decay=0.995, log_every=25, ckpt_every=ckpt_every

@@ -68,6 +68,7 @@ __all__ = [
     "load_image_folder",
     "load_image_set",
     "load_images",
+    "load_labels",
     "load_mnist",
     "quantize",
     "read_cifar_batch",
@@ -578,6 +579,31 @@ def load_image_set(
     whole = read_user_images(path)
     train, test = split_indices(len(whole.images), data.test_fraction, data.split_seed)
     return whole.subset(train if split == "train" else test)
+
+
+def load_labels(
+    name_or_path: str | Path, num_classes: int, num: int, data: UserData | None = None
+) -> np.ndarray:
+    """The class labels of the training split, checked for a class-conditional model.
+
+    Args:
+      name_or_path, data: as :func:`load_image_set`.
+      num_classes: the model's classes; every label must be in ``[0, num_classes)``.
+      num: the number of training images (one label each).
+
+    Returns:
+      int32 [num].
+
+    Raises:
+      DataError: missing or out-of-range labels (the message says how to give them).
+    """
+    y = load_image_set(name_or_path, "train", data).labels
+    if y is None or len(y) != num or y.min() < 0 or y.max() >= num_classes:
+        raise DataError(
+            f"{name_or_path}: a class-conditional recipe needs a label in [0, {num_classes}) "
+            "for every training image (class subfolders, or an .npz with labels)"
+        )
+    return y.astype(np.int32)
 
 
 def load_images(

@@ -68,6 +68,7 @@ __all__ = [
     "ASSETS",
     "CLASSIFIER_DATASETS",
     "INCEPTION_DIM",
+    "class_accuracy",
     "classifier_accuracy",
     "classifier_features",
     "classify",
@@ -476,6 +477,15 @@ def classifier_accuracy(
 ) -> float:
     """Fraction of ``images`` whose predicted class equals ``labels`` [N]."""
     return float(np.mean(classify(images, model=model) == np.asarray(labels)))
+
+
+def class_accuracy(images: np.ndarray, label: int, dataset: str = "mnist") -> float:
+    """Fraction of ``images`` that the shipped classifier scoring ``dataset`` (its own, or
+    MNIST's for a user's 28 x 28 gray images) assigns to class ``label``: the accuracy of
+    class-conditional samples. Raises ValueError for data without a classifier."""
+    return classifier_accuracy(
+        images, np.full(len(images), label), model=_shipped_classifier(_classifier_for(dataset))
+    )
 
 
 def train_classifier(

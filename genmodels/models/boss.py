@@ -1,27 +1,22 @@
 """BOSS straightening of a flow model, and the command that computes BOSS grids.
 
 Nguyen, Nguyen & Nguyen, "Bellman Optimal Stepsize Straightening of Flow-Matching
-Models", ICLR 2024 (arXiv 2312.16414; code nguyenngocbaocmt02/BOSS,
-``ImageGeneration/``). The grids, trajectories, cost matrix, dynamic program and the
-straightening loss are :mod:`genmodels.samplers.boss`'s; a flow method hands them its
-model as a :class:`~genmodels.samplers.boss.FlowProblem`
-(:meth:`~genmodels.models.flow.FlowMethod.boss_problem`).
+Models", ICLR 2024 (arXiv 2312.16414; code nguyenngocbaocmt02/BOSS, ``ImageGeneration/``).
+Grids, trajectories, cost matrix, dynamic program and straightening loss are
+:mod:`genmodels.samplers.boss`'s; a flow method hands over its model as a
+:class:`~genmodels.samplers.boss.FlowProblem`.
 
-1. **Grids** (``genmodels boss-grids RECIPE --checkpoint DIR``): BOSS's repository
-   defaults (``Kmax = 100`` fine Euler steps, 100 prior draws), grids for K = 2..10
-   written to ``boss_grids.json`` next to the checkpoint (with the cost matrix), where the
-   ``boss`` sampler reads them.
-
-2. **Straightening** (:class:`BossStraightenConfig` / :class:`BossStraighten`, recipe
-   ``boss_mnist``): the teacher (a flow recipe and its checkpoint) is integrated on the
-   fine grid from ``num_trajectories`` prior draws; the states at the points of the BOSS
-   grid for ``K = steps_k`` give the pairs ``(x_{i_k}, t_{i_k}) -> (x_{i_{k+1}} -
-   x_{i_k}) / (t_{i_{k+1}} - t_{i_k})`` (the slope that makes one Euler step land on the
-   teacher's trajectory), and the network, initialised from the teacher's weights, is
-   trained on their mean squared error (repo: ``finetune.py`` with ``redress.type =
-   generate_data_from_z0``, ``losses.get_redress_loss_fn`` with the ``l2`` loss). The
-   run folder gets the teacher's grids, so ``genmodels sample boss_mnist --checkpoint
-   WORKDIR --sampler boss --steps K`` samples on the grid it was straightened for.
+1. **Grids** (``genmodels boss-grids RECIPE --checkpoint DIR``): the repository's
+   defaults (``Kmax = 100`` fine Euler steps, 100 prior draws), K = 2..10, written to
+   ``boss_grids.json`` next to the checkpoint (with the cost matrix) for the ``boss``
+   sampler.
+2. **Straightening** (:class:`BossStraightenConfig`, recipe ``boss_mnist``): the teacher's
+   fine-grid trajectories from ``num_trajectories`` prior draws give, at the points of
+   the BOSS grid for ``K = steps_k``, the pairs ``(x_{i_k}, t_{i_k}) -> (x_{i_{k+1}} -
+   x_{i_k}) / (t_{i_{k+1}} - t_{i_k})`` (one Euler step lands on the trajectory); the
+   network, initialised from the teacher, is trained on their mean squared error (repo
+   ``finetune.py``, ``redress.type = generate_data_from_z0``, ``l2`` loss). The run folder
+   gets the teacher's grids; the reference straightens one model per K.
 """
 
 from __future__ import annotations

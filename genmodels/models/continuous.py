@@ -29,6 +29,7 @@ from genmodels.models.runner import (
 )
 from genmodels.models.tasks.base import array_loader
 from genmodels.processes.base import loss_state
+from genmodels.samplers.guidance import condition_context, guided_model, resolve_condition
 from genmodels.samplers.registry import get_sampler, run_sampler
 
 __all__ = ["ContinuousMethod"]
@@ -86,6 +87,7 @@ class ContinuousMethod:
 
     def _round(self, model: nnx.Module, batch: int, sampler, steps, options: dict):
         """The compiled round ``key -> (state, ctx, {"nfe"})`` of one sampler call."""
+        label, guidance = resolve_condition(self.task.condition, options)
         entry = get_sampler(sampler or self.config.sampler, self.processes)
         steps = self.sampler_inputs(entry, steps, options)
         name, steps, opts = resolve_sampler(self.processes, sampler, steps, self.config, **options)
@@ -93,15 +95,17 @@ class ContinuousMethod:
 
         def body(net, key, mesh):
             ctx, k = task.sample_context(key, batch)
+            if label is not None:
+                ctx = condition_context(ctx, jnp.full((batch,), label, jnp.int32))
             ctx = shard_batch(ctx, mesh)
             hook = batch_sharded_constrain(task.constrain, mesh)
             state, info = run_sampler(
-                name, net, procs, ctx, k, shapes=task.shapes(batch), steps=steps,
-                options=opts, constrain=hook,
+                name, guided_model(net, procs, guidance), procs, ctx, k,
+                shapes=task.shapes(batch), steps=steps, options=opts, constrain=hook,
             )  # fmt: skip
             return state, ctx, {"nfe": info["nfe"]}
 
-        return self.runner.compile(model, batch, (name, steps, opts), body)
+        return self.runner.compile(model, batch, (name, steps, opts, label, guidance), body)
 
     def sample_states(
         self, model: nnx.Module, key: Array, batch: int, *, sampler=None, steps=None, **options
@@ -145,11 +149,13 @@ class ContinuousMethod:
           batch_size: samples per round (default: ``sample_batch``).
           progress: progress bar.
           options: the sampler's options (e.g. ``solver`` of ``ode``, ``grid`` of
-            ``boss``); the others go to the task's ``collate`` (molecules:
-            ``correction``).
+            ``boss``), ``label`` and ``guidance`` (a class-conditional model: the class,
+            and the classifier-free weight ``w``, 1 by default); the others go to the
+            task's ``collate`` (molecules: ``correction``).
         """
         entry = get_sampler(sampler or self.config.sampler, self.processes)
-        mine = {f.name for f in dataclasses.fields(entry.options)} & set(options)
+        mine = {f.name for f in dataclasses.fields(entry.options)} | {"label", "guidance"}
+        mine &= set(options)
         sampler_options = {k: options.pop(k) for k in mine}
         try:
             self.task.collate([], 0, **options)  # a bad option fails before sampling

@@ -1,32 +1,21 @@
 """Rectified flow / flow matching (+ BOSS grids) on any continuous task.
 
-Time convention (:mod:`genmodels.processes.flow`): ``t = 0`` is data, ``t = 1`` noise. A
-clean state ``x_0`` and ``eps ~ N(0, I)`` (symmetric on a graph's ``adj``, zero on
-padding) give the straight path
-
-    x_t = (1 - t) x_0 + t eps,        v = dx_t / dt = eps - x_0
-
-(Liu et al. 2023, eq. 1 with their time reversed; Lipman et al. 2023, the conditional OT
-path with sigma_min = 0). The network ``v_theta(x_t, t)`` is trained with the
-flow-matching loss ``E || v_theta(x_t, t) - (eps - x_0) ||^2`` (mean over real entries,
-summed over leaves; ``t ~ U(t_eps, 1)``, :class:`~genmodels.processes.flow.LinearFlow`),
-and samples solve ``dx/dt = v_theta(x, t)`` from ``x_1 ~ N(0, I)`` down to ``t = 0``.
+The path, target and loss are :class:`~genmodels.processes.flow.LinearFlow`'s (``t = 0``
+data, ``t = 1`` noise; ``x_t = (1 - t) x_0 + t eps``, ``v = eps - x_0``; Liu et al. 2023,
+Lipman et al. 2023); samples solve ``dx/dt = v_theta(x, t)`` from ``t = 1`` to 0.
 
 Networks (by config type): on images the EDM / DDPM++ UNet fed the label
 ``time_scale * t`` (999: the rectified-flow code calls its DDPM++ network as
-``model(z_t, t * 999)``, so ``t`` spans the range of the positional embedding made for
-DDPM's step labels); on GDSS's graph state GDSS's two networks with ``t`` as an extra
-node channel (:class:`~genmodels.nets.graph.GraphFieldNet`).
+``model(z_t, t * 999)``) and, for a class-conditional recipe, the class (classifier-free
+guidance, :mod:`genmodels.samplers.guidance`); on GDSS's graph state GDSS's two networks
+with ``t`` as an extra node channel (:class:`~genmodels.nets.graph.GraphFieldNet`).
 
-Samplers (registry kind ``flow``): ``euler`` on the uniform grid ``1, 1 - 1/K, ..., 0``
-(``K`` NFE), ``heun`` (diffrax, ``2 K`` NFE), ``ode`` (diffrax, adaptive unless
-``--steps``), and ``boss``: Euler on a Bellman-optimal grid of ``K`` steps (Nguyen et
-al., ICLR 2024; :mod:`genmodels.samplers.boss`) read from ``boss_grids.json`` in the
-checkpoint folder (or the config's ``boss_grids`` path), which
-
-    genmodels boss-grids RECIPE --checkpoint DIR
-
-computes (``genmodels boss-grids RECIPE --checkpoint DIR``), or given as ``grid=``.
+Samplers (registry kind ``flow``): ``euler`` on the uniform grid (``K`` NFE), ``heun``
+(diffrax, ``2 K`` NFE), ``ode`` (diffrax, adaptive unless ``--steps``), and ``boss``: Euler
+on a Bellman-optimal grid of ``K`` steps (Nguyen et al., ICLR 2024;
+:mod:`genmodels.samplers.boss`) from ``boss_grids.json`` in the checkpoint folder (made by
+``genmodels boss-grids RECIPE --checkpoint DIR``), the config's ``boss_grids`` path, or
+``grid=``.
 """
 
 from __future__ import annotations
@@ -55,6 +44,7 @@ from genmodels.samplers.boss import (
     find_boss_grids,
     read_boss_grids,
 )
+from genmodels.samplers.guidance import one_hot_condition
 
 __all__ = ["FlowImageConfig", "FlowImageNet", "FlowMethod", "FlowSettings", "GraphFlowConfig"]
 
@@ -126,7 +116,8 @@ class FlowImageNet(nnx.Module):
         self, state: State, t: Array, ctx: Context | None = None, *, train=False, rngs=None
     ) -> State:
         label = self.time_scale * jnp.asarray(t, jnp.float32)  # [B]
-        return {"image": self.unet(state["image"], label, train=train, rngs=rngs)}
+        y = one_hot_condition(ctx, self.unet.config.label_dim)  # [B, classes] or None
+        return {"image": self.unet(state["image"], label, y, train=train, rngs=rngs)}
 
 
 class FlowMethod(ContinuousMethod):

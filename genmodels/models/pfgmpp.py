@@ -1,35 +1,20 @@
 """PFGM++ (Xu et al., ICML 2023) on any continuous task; ``D = inf`` is EDM (Karras et al.
 2022).
 
-Each leaf ``y`` with ``N`` free entries (the pixels of an image; the ``n F`` atom-type
-and ``n (n - 1) / 2`` bond entries of a graph with ``n`` real nodes) is perturbed by the
-PFGM++ kernel (:class:`~genmodels.processes.pfgmpp.PFGMPP`)
-
-    p_r(x | y) ∝ (||x - y||^2 + r^2)^(-(N + D)/2),    r = sigma sqrt(D),
-
-a Student-t with ``D`` degrees of freedom whose D -> inf limit is EDM's ``N(y, sigma^2
-I)`` (the paper's CIFAR-10 runs: D = 64, 128, 2048; ``inf`` is EDM exactly). Training is
-EDM's under the alignment ``r = sigma sqrt(D)`` (the paper's Sec. 4): ``ln sigma ~
-N(P_mean, P_std^2)``, the network ``F`` wrapped in EDM's preconditioning (Table 1)
-
-    D_theta(x; sigma) = c_skip x + c_out F(c_in x, c_noise),    c_noise = ln(sigma) / 4,
-
-and the loss ``lambda(sigma) mean_real (D_theta(x; sigma) - y)^2`` summed over leaves,
-``lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2`` (EDM sums over entries: a
-constant factor).
+The kernel, its EDM alignment ``r = sigma sqrt(D)``, the training noise ``ln sigma ~
+N(P_mean, P_std^2)``, EDM's preconditioning ``D_theta(x; sigma) = c_skip x + c_out F(c_in
+x, c_noise)`` and the weighted loss are :class:`~genmodels.processes.pfgmpp.PFGMPP`'s
+(per leaf, over its real entries; the paper's CIFAR-10 runs use D = 64, 128, 2048).
 
 Sampling (registry kind ``pfgmpp``; ``genmodels samplers RECIPE``) solves
-``dx/dsigma = (x - D_theta(x; sigma)) / sigma`` (the PFGM++ ODE ``dx/dr = (x - E[y | x])
-/ r`` under the alignment) from the PFGM++ prior at ``sigma_max`` (a Beta-prime radius
-and a uniform direction; ``sigma_max z`` for D = inf): ``heun`` is EDM's Algorithm 1
-without churn on the grid ``sigma_i = (sigma_max^(1/rho) + i/(K-1) (sigma_min^(1/rho) -
-sigma_max^(1/rho)))^rho`` then 0 (eq. 5; ``2 K - 1`` NFE, 18 levels -> 35), ``euler`` the
-same grid with Euler steps (``K`` NFE), ``ode`` diffrax from ``sigma_max`` to
-``sigma_min``. ``pc`` and ``s4`` (D = inf only) are the shared score-SDE samplers on the
-variance-exploding SDE whose marginals are EDM's kernel
-(:func:`~genmodels.processes.pfgmpp.edm_ve_sde`, score ``(D_theta - x) / sigma^2``):
-reverse diffusion + one Langevin corrector step (``2 K`` NFE) and GDSS's S4 (``K`` NFE);
-a finite D has no such SDE (PFGM++ is an ODE method), so they refuse it.
+``dx/dsigma = (x - D_theta(x; sigma)) / sigma`` (the PFGM++ ODE under the alignment) from
+the PFGM++ prior at ``sigma_max``: ``heun`` is EDM's Algorithm 1 without churn on its rho
+grid (eq. 5; ``2 K - 1`` NFE, 18 levels -> 35), ``euler`` the same grid with Euler steps,
+``ode`` diffrax from ``sigma_max`` to ``sigma_min``. ``pc`` and ``s4`` (D = inf only) are
+the shared score-SDE samplers on the variance-exploding SDE whose marginals are EDM's
+kernel (:func:`~genmodels.processes.pfgmpp.edm_ve_sde`, score ``(D_theta - x) /
+sigma^2``); a finite D has no such SDE (PFGM++ is an ODE method), so they refuse it.
+A class-conditional image recipe guides ``D_theta`` (:mod:`genmodels.samplers.guidance`).
 
 The config type picks the task and the network: :class:`PFGMPPImageConfig` (images, the
 EDM / DDPM++ UNet) and :class:`GraphPFGMPPConfig` (GDSS's graph state, molecules or
@@ -49,6 +34,7 @@ from genmodels.models.tasks.images import ImageTaskConfig
 from genmodels.nets.graph import GDSSNetConfig, GraphFieldNet
 from genmodels.nets.unet import UNetConfig
 from genmodels.processes.pfgmpp import PFGMPP
+from genmodels.samplers.guidance import one_hot_condition
 
 __all__ = [
     "GraphPFGMPPConfig",
@@ -139,8 +125,10 @@ class PFGMPPImageNet(nnx.Module):
     def __call__(
         self, state: State, sigma: Array, ctx: Context | None = None, *, train=False, rngs=None
     ) -> State:
+        y = one_hot_condition(ctx, self.unet.config.label_dim)  # [B, classes] or None
+
         def raw(scaled: State, c_noise: Array) -> State:
-            return {"image": self.unet(scaled["image"], c_noise, train=train, rngs=rngs)}
+            return {"image": self.unet(scaled["image"], c_noise, y, train=train, rngs=rngs)}
 
         return self.process.denoise_state(raw, state, sigma)
 

@@ -431,7 +431,9 @@ class UNet(nnx.Module):
             e = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
         else:
             e = sinusoidal_embedding(t, cfg.model_channels * cfg.channel_mult_noise)
-        if self.map_label is not None and class_labels is not None:
+        if self.map_label is not None:  # None is the all-zero label (EDM's EDMPrecond)
+            if class_labels is None:
+                class_labels = jnp.zeros((t.shape[0], cfg.label_dim), jnp.float32)
             y = jnp.asarray(class_labels, jnp.float32)  # [B, label_dim]
             if y.shape != (t.shape[0], cfg.label_dim):
                 raise ValueError(

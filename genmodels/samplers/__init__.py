@@ -16,6 +16,13 @@ from genmodels.samplers.boss import (
     straightening_loss,
     straightening_pairs,
 )
+from genmodels.samplers.guidance import (
+    Conditioning,
+    Guidance,
+    classifier_free,
+    gradient_guided,
+    guided_model,
+)
 from genmodels.samplers.langevin import annealed_langevin_sample
 from genmodels.samplers.masked import ancestral_sample, first_hitting_sample, masked_sample
 from genmodels.samplers.ode import (
@@ -34,17 +41,22 @@ from genmodels.samplers.pc import (
 
 __all__ = [
     "BossGrid",
+    "Conditioning",
     "EulerMaruyama",
+    "Guidance",
     "LangevinCorrector",
     "ReverseDiffusion",
     "ancestral_sample",
     "annealed_langevin_sample",
     "blockwise_sample",
+    "classifier_free",
     "cost_matrix",
     "discrete_denoise",
     "edm_euler_sample",
     "euler_sample",
     "first_hitting_sample",
+    "gradient_guided",
+    "guided_model",
     "heun_sample",
     "masked_sample",
     "optimal_grid",

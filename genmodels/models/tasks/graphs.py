@@ -23,6 +23,7 @@ from genmodels.datasets.user import UserData, is_user_path
 from genmodels.domains.files import check_suffix
 from genmodels.domains.graphs import GraphDomain, read_graph6, write_graph6
 from genmodels.models.tasks.base import check_split, concat_lists, reference_split
+from genmodels.samplers.guidance import Conditioning
 
 
 class DenseGraphTask:
@@ -31,6 +32,7 @@ class DenseGraphTask:
     Subclasses set ``dims = (N, F)``, ``domain`` and ``count_sampler``."""
 
     dims: tuple[int, int]
+    condition = Conditioning()  # unconditional (property conditions: not yet)
 
     def sample_context(self, key, batch: int) -> tuple[Context, jax.Array]:
         """``(ctx, prior key)`` of a sampling round: node counts drawn with one half of

@@ -31,6 +31,7 @@ from genmodels.domains.files import check_suffix
 from genmodels.models.tasks.base import check_split
 from genmodels.nets.unet import UNetConfig
 from genmodels.processes.base import corrupt_state
+from genmodels.samplers.guidance import Conditioning, condition_context, drop_condition
 from genmodels.train.config import OptimConfig, TrainConfig
 
 
@@ -44,6 +45,7 @@ class ImageTask:
       random_flip: random horizontal flips of training images (wrong for digits).
       eval_inception: also compute the Inception-v3 FID in :meth:`evaluate`.
       size_flags: ``(H, W, C) ->`` the options that fit the network to such images.
+      condition: a ``label`` condition trains on the class labels (``p_uncond`` dropped).
     """
 
     sample_suffix = ".npz"
@@ -58,13 +60,11 @@ class ImageTask:
         random_flip: bool = False,
         eval_inception: bool = True,
         size_flags=UNetConfig.fit_options,
+        condition: Conditioning = Conditioning(),
     ):
         self.dataset, self.shape, self.user_data = dataset, tuple(shape), data or UserData()
-        self.random_flip, self.eval_inception, self.size_flags = (
-            random_flip,
-            eval_inception,
-            size_flags,
-        )
+        self.random_flip, self.eval_inception = random_flip, eval_inception
+        self.size_flags, self.condition = size_flags, condition
 
     def check_images(self, images: np.ndarray, what: str = "training images") -> np.ndarray:
         """``images`` as uint8 [N, H, W, C], checked against :attr:`shape`."""
@@ -83,16 +83,26 @@ class ImageTask:
         return self.split_images("train")
 
     def train_arrays(self) -> dict[str, np.ndarray]:
-        return {"image": self.data}
+        """``image`` uint8 [N, H, W, C], and ``label`` int32 [N] for a label condition."""
+        from genmodels.datasets.images import load_labels
+
+        if not self.condition.kind:
+            return {"image": self.data}
+        k, n = self.condition.num_classes, len(self.data)
+        return {"image": self.data, "label": load_labels(self.dataset, k, n, self.user_data)}
 
     def dense_batch(self, batch: dict, key: Array | None = None) -> tuple[State, Context]:
-        """A uint8 batch -> ``({"image": [B, H, W, C] in [-1, 1]}, {})``, flipped at random
-        (``key``) when the task asks for it. Traceable."""
+        """A uint8 batch -> ``({"image": [B, H, W, C] in [-1, 1]}, ctx)``, flipped at random
+        (``key``) when the task asks for it; ``ctx`` holds the batch's labels as the
+        condition, each dropped with probability ``p_uncond`` (given a ``key``). Traceable."""
         x = dom.encode(jnp.asarray(batch["image"]))[0]["image"]  # [B, H, W, C]
         if self.random_flip and key is not None:
             flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
             x = jnp.where(flip, x[:, :, ::-1], x)
-        return {"image": x}, {}
+        ctx = condition_context({}, batch["label"]) if "label" in batch else {}
+        if key is not None:  # training: drop conditions (a no-op without one)
+            ctx = drop_condition(jax.random.fold_in(key, 1), ctx, self.condition.p_uncond)
+        return {"image": x}, ctx
 
     def sample_context(self, key: Array, batch: int) -> tuple[Context, Array]:
         """``(ctx, prior key)`` of a sampling round: images have no context."""
@@ -127,14 +137,18 @@ class ImageTask:
         self, samples: np.ndarray, split: str = "test", meta: dict | None = None
     ) -> dict[str, float]:
         """FID of uint8 samples (N >= 2) against ``split``: ``fid`` (with
-        ``eval_inception``), ``fid_classifier`` (MNIST), ``num`` and ``num_samples``."""
-        from genmodels.metrics.images import image_metrics
+        ``eval_inception``), ``fid_classifier`` (MNIST), ``num`` and ``num_samples``; for
+        samples of one requested class (``meta["label"]``, the sample file's sidecar)
+        ``class_accuracy``, the fraction the shipped classifier assigns to it."""
+        from genmodels.metrics.images import class_accuracy, image_metrics
 
-        del meta
         check_split(split, self.eval_splits)
         x = self.check_images(samples, what="samples")
         kw = dict(inception=self.eval_inception, data=self.user_data)
-        return {**image_metrics(x, self.dataset, split, **kw), "num_samples": int(len(x))}
+        out = {**image_metrics(x, self.dataset, split, **kw), "num_samples": int(len(x))}
+        if (meta or {}).get("label") is not None:
+            out["class_accuracy"] = class_accuracy(x, int(meta["label"]), self.dataset)
+        return out
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,7 @@ class ImageTaskConfig:
       sample_batch: images per jitted sampling call (at most the number asked for).
       sample_use_ema: sample with the EMA parameters.
       eval_inception: also compute the Inception-v3 FID (``False``: only the fast one).
+      condition: class-conditional training (``net.label_dim`` = its ``num_classes``).
     """
 
     dataset: str = "mnist"
@@ -163,6 +178,7 @@ class ImageTaskConfig:
     sample_batch: int = 256
     sample_use_ema: bool = True
     eval_inception: bool = True
+    condition: Conditioning = Conditioning()
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     #: the training noise of the leaves: each process's kernel, independently
@@ -178,6 +194,8 @@ class ImageTaskConfig:
                 f"the UNet must output as many channels as it reads: in_channels="
                 f"{n.in_channels}, out_channels={n.out_channels}"
             )
+        if n.label_dim != self.condition.num_classes:
+            raise ValueError(f"net.label_dim must be condition.num_classes, got {n.label_dim}")
         shape = (n.img_resolution, n.img_resolution, n.in_channels)
         kw = dict(data=self.data, random_flip=self.random_flip, eval_inception=self.eval_inception)
-        return ImageTask(self.dataset, shape, **kw)
+        return ImageTask(self.dataset, shape, **kw, condition=self.condition)

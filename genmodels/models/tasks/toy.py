@@ -20,6 +20,7 @@ from genmodels.datasets.toy import energy_distance, ring_mixture
 from genmodels.domains.files import check_suffix, load_npz
 from genmodels.errors import DataError
 from genmodels.models.tasks.base import check_split
+from genmodels.samplers.guidance import Conditioning
 
 
 class ToyTask:
@@ -33,6 +34,7 @@ class ToyTask:
 
     sample_suffix = ".npz"
     sample_suffixes, eval_splits = (".npz",), ("test",)
+    condition = Conditioning()  # unconditional
 
     def __init__(self, modes: int, radius: float, std: float, train_size: int, eval_size: int):
         self.data = ring_mixture(modes, radius, std)
