@@ -130,7 +130,7 @@ def train_speed(cfg, method, model, batch: int, repeats: int) -> dict[str, Any]:
     @jax.jit
     def forward(params):
         m = nnx.merge(graphdef, params, rest)
-        return m.features(nodes, edges, bid, virt, jnp.zeros_like(bid), t, cfg.steps)[0]
+        return m(nodes, edges, bid, virt, jnp.zeros_like(bid), t, cfg.steps)[2]
 
     key = jax.random.PRNGKey(0)
     g_first, g_med = _median_time(lambda: grad(params, key), repeats)
@@ -169,8 +169,7 @@ def sample_speed(cfg, method, model, batch: int, repeats: int) -> dict[str, Any]
     @jax.jit
     def call(params):
         m = nnx.merge(graphdef, params, rest)
-        h, e, _ = m.features(nodes, edges, bid, virt, jnp.zeros_like(bid), t, cfg.steps)
-        return m.denoise(h, e)
+        return m(nodes, edges, bid, virt, jnp.zeros_like(bid), t, cfg.steps)[:2]
 
     _, c_med = _median_time(lambda: call(params), max(repeats, 3))
     nfe = int(info["nfe"])

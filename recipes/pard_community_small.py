@@ -1,9 +1,9 @@
 """PARD on community_small (generic graphs; sizes of LingxiaoShawn/Pard ``pard/configs/comm20.yaml``).
 
 Reference: hidden 128, 6 layers, 40 cosine steps per block, batch 512, lr 5e-4, 1000
-epochs; ``pard/config.py`` defaults for the rest (edge hidden 32, max_hops 3, add_transpose).
-One node class and two edge classes (edge / no edge). Layer norm instead of batch norm;
-next-block head trained jointly. The 80 training graphs form one batch per step.
+epochs; ``pard/config.py`` defaults for the rest (edge hidden 32, max_hops 3, add_transpose,
+input residual, absolute block id). One node class and two edge classes (edge / no edge),
+plus a virtual class each. Layer norm instead of batch norm; next-block head trained jointly. The 80 training graphs form one batch per step.
 """
 
 from _pard import PPGNTransformerConfig, pard

@@ -2,8 +2,8 @@
 
 LingxiaoShawn/Pard ``pard/configs/moses.yaml``: hidden 256, edge hidden 64, 8 layers,
 add_transpose, max_hops 3, 50 cosine steps per block, uniform noise, VLB + 0.1 CE,
-batch 128, lr 2e-4, 40 epochs with cosine decay. Layer norm instead of batch norm;
-next-block head trained jointly.
+batch 128, lr 2e-4, 40 epochs with cosine decay, input residual, absolute block id, a
+virtual class per stream. Layer norm instead of batch norm; next-block head trained jointly.
 """
 
 from _pard import PPGNTransformerConfig, pard

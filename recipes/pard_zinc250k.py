@@ -2,8 +2,9 @@
 
 LingxiaoShawn/Pard ``pard/configs/zinc250k.yaml``: hidden 256, edge hidden 64, 8 layers,
 add_transpose, 50 cosine steps per block, uniform noise, VLB + 0.1 CE, batch 128, lr 4e-4,
-70 epochs with cosine decay, max_hops 3 (``pard/config.py`` default). Layer norm instead of
-batch norm; next-block head trained jointly.
+70 epochs with cosine decay, max_hops 3 (``pard/config.py`` default), input residual, no
+absolute block id (``use_absolute_blockid: False``), a virtual class per stream. Layer norm
+instead of batch norm; next-block head trained jointly.
 """
 
 from _pard import PPGNTransformerConfig, pard
@@ -19,7 +20,9 @@ def config() -> PardConfig:
         dataset="zinc250k",
         max_hops=3,
         steps=50,
-        net=PPGNTransformerConfig(hidden=256, edge_hidden=64, layers=8, heads=8),
+        net=PPGNTransformerConfig(
+            hidden=256, edge_hidden=64, layers=8, heads=8, absolute_block_id=False
+        ),
         sample_batch=256,
         train_steps=70 * STEPS_PER_EPOCH,
         batch_size=128,

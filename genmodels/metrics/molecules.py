@@ -11,7 +11,15 @@ molecules. The definitions below follow MOSES (Polykovskiy et al., *Molecular Se
 - **validity without correction**: the same fraction for the SMILES decoded without
   valency correction (:meth:`MoleculeDomain.decode_smiles` gives both lists). GDSS
   reports ``num_no_correct / num_mols``, the fraction that pass RDKit's valence check
-  before correction; see :mod:`genmodels.domains.molecules` for why the two agree.
+  before correction; see :mod:`genmodels.domains.molecules` for why the two agree. The
+  raw graph is built with GDSS's charge rule (N, O, S one bond over their valence become
+  cations), so this is what PARD calls *relaxed* validity
+  (``pard/analysis/rdkit_functions.py::compute_relaxed_validity``).
+- **plain validity without correction** (on request): PARD's plain validity
+  (``compute_validity``: the graph sanitized with no charge allowed): the fraction of raw
+  SMILES that parse and carry no formal charge. The charge rule fires only on an atom
+  whose valence RDKit rejects, so a sample is plain-valid exactly when it is
+  relaxed-valid with no charged atom.
 - **uniqueness**: distinct canonical SMILES among the valid samples divided by the number
   of valid samples (MOSES ``fraction_unique`` with ``k = number of valid samples``, as
   GDSS calls it).
@@ -78,6 +86,7 @@ __all__ = [
     "MOSES_MCF",
     "moses_reference_statistics",
     "passes_moses_filters",
+    "plain_validity_wo_correction",
     "novelty",
     "nspdk",
     "reference_statistics",
@@ -149,6 +158,26 @@ def validity_wo_correction(raw_smiles: Sequence[str | None]) -> float:
     (second list of :meth:`genmodels.domains.molecules.MoleculeDomain.decode_smiles`).
     """
     return validity(raw_smiles)
+
+
+def plain_validity_wo_correction(raw_smiles: Sequence[str | None]) -> float:
+    """PARD's plain validity: the fraction of raw samples that parse with no charged atom.
+
+    Args:
+      raw_smiles: the uncorrected decodings (built with the charge rule), ``""`` for
+        failures.
+
+    Returns:
+      The fraction in [0, 1] (at most :func:`validity_wo_correction`).
+
+    Raises:
+      ValueError: an empty list.
+    """
+    if len(raw_smiles) == 0:
+        raise ValueError("validity of an empty sample list")
+    mols = [_mol(s) for s in raw_smiles]
+    neutral = [m is not None and all(a.GetFormalCharge() == 0 for a in m.GetAtoms()) for m in mols]
+    return float(np.mean(neutral))
 
 
 def uniqueness(smiles: Sequence[str | None]) -> float:
@@ -623,6 +652,7 @@ def molecule_metrics(
     compute_fcd: bool = True,
     compute_nspdk: bool = True,
     moses: bool = False,
+    plain: bool = False,
     test_fcd_stats: Mapping[str, np.ndarray] | None = None,
     test_nspdk_embedding: Mapping[int, float] | None = None,
     device: str | None = "cpu",
@@ -641,14 +671,16 @@ def molecule_metrics(
       compute_nspdk: include ``nspdk``.
       moses: include ``snn``, ``frag``, ``scaf``, ``int_div``, ``int_div2`` (vs
         ``test_smiles``) and ``filters``.
+      plain: with ``raw_smiles``, include ``plain_validity_wo_correction`` (PARD's plain
+        validity; ``validity_wo_correction`` is its relaxed one).
       test_fcd_stats, test_nspdk_embedding: precomputed test references (saves time when
         evaluating many sample sets).
       device: torch device for ChemNet.
       progress: tqdm bars on stderr while computing FCD and NSPDK features.
 
     Returns:
-      ``{"validity", ["validity_wo_correction"], "uniqueness", "novelty", ["fcd"],
-      ["nspdk"], [MOSES keys]}`` as floats.
+      ``{"validity", ["validity_wo_correction"], ["plain_validity_wo_correction"],
+      "uniqueness", "novelty", ["fcd"], ["nspdk"], [MOSES keys]}`` as floats.
     """
     out: dict[str, float] = {"validity": validity(smiles)}
     if raw_smiles is not None:
@@ -657,6 +689,8 @@ def molecule_metrics(
                 f"raw_smiles has {len(raw_smiles)} entries but smiles has {len(smiles)}"
             )
         out["validity_wo_correction"] = validity_wo_correction(raw_smiles)
+        if plain:
+            out["plain_validity_wo_correction"] = plain_validity_wo_correction(raw_smiles)
     out["uniqueness"] = uniqueness(smiles)
     out["novelty"] = novelty(smiles, train_smiles, train_canonical=train_canonical)
     valid = _valid_canonical(smiles)

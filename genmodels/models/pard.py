@@ -1,43 +1,35 @@
 """PARD: permutation-invariant autoregressive diffusion for graphs and molecules.
 
-Zhao, Ding, Akoglu, "Pard: Permutation-Invariant Autoregressive Diffusion for Graph
-Generation" (NeurIPS 2024); settings from LingxiaoShawn/Pard (``pard/configs/qm9.yaml``,
+Zhao, Ding, Akoglu, NeurIPS 2024; settings from LingxiaoShawn/Pard (``pard/configs/*.yaml``,
 ``pard/parallel/task.py``). The pieces:
 
-- **Task**: molecules (:class:`~genmodels.models.tasks.molecules.MoleculeTask`: atom
-  classes, bonds none/single/double/triple) or generic graphs
-  (:class:`~genmodels.models.tasks.graphs.GraphTask`: one node class, edge / no edge); the
-  task owns the data, decoding, sample files and metrics.
+- **Task**: molecules (:class:`~genmodels.models.tasks.molecules.MoleculeTask`, bonds
+  none/single/double/triple) or generic graphs (:class:`~genmodels.models.tasks.graphs.GraphTask`,
+  edge / no edge); ``virtual_class`` adds the reference's virtual class to both streams.
 - **Partial order** (:func:`genmodels.core.partial_order.block_arrays`): nodes are peeled
-  into blocks by their weighted degree over 1..``max_hops`` hops; block 0 (the core) is
-  generated first. Nodes are stored sorted by block, so a graph of ``n`` nodes fills slots
-  ``0..n-1`` and block ``b`` is a contiguous run of slots.
-- **Block-wise discrete diffusion** (:class:`~genmodels.processes.discrete.DiscreteDiffusion`,
-  cosine schedule, uniform noise, ``T = 50`` steps per block, loss = VLB + 0.1 CE): only
-  the current block's nodes and its edges (inside the block and to every earlier node) are
-  noised; earlier blocks are clean context.
-- **Parallel training of all blocks** (the paper's Sec. 3.3,
-  :func:`~genmodels.nets.ppgn.parallel_outputs`): each graph of ``N`` slots is doubled
-  into ``N`` clean *real* nodes and ``N`` noised *virtual* copies under a block-causal
-  mask, so one forward pass gives the denoising prediction of every block, each with the
-  same step ``t`` per graph (PARD's ``blockwise_time: False``). Every node and every node
-  pair is the target of exactly one block (a pair belongs to the later of its two blocks).
-- **Network** (:class:`~genmodels.nets.ppgn.PardNet`): the PPGN transformer with PARD's
-  embeddings, and the next-block head (PARD's ``combine_training``): the real-node
-  features of blocks ``<= b``, mean-pooled, predict the next block's size (``0`` = stop)
-  and, given the size, its degree; trained jointly by cross-entropy. The first block's
-  (size, degree) pair is drawn from its empirical distribution in the training set.
-- **Sampling** (:func:`genmodels.samplers.blockwise.slot_block_sample`, the registry's
-  ``blockwise``, through :class:`~genmodels.models.runner.Runner`): blocks are drawn one
-  at a time by ``T`` ancestral steps, then the head draws the next block's size; one jit
-  per batch size, static padding ``N``.
+  into blocks by weighted degree over 1..``max_hops`` hops and stored sorted by block
+  (block ``b`` is a contiguous run of slots); block 0 is generated first.
+- **Block-wise discrete diffusion** (:class:`~genmodels.processes.discrete.DiscreteDiffusion`:
+  cosine schedule, uniform noise, ``T = 50`` steps per block, VLB + 0.1 CE) of the current
+  block's nodes and its edges to itself and every earlier node.
+- **Parallel training** (Sec. 3.3, :func:`~genmodels.nets.ppgn.parallel_outputs`): the graph
+  doubled into clean *real* and noised *virtual* nodes under a block-causal mask gives every
+  block's prediction in one pass, one step ``t`` per graph (``blockwise_time: False``).
+- **Network** (:class:`~genmodels.nets.ppgn.PardNet`): the PPGN transformer, the output heads
+  and input residual (``net.output_heads``, ``net.input_residual``), and the next-block head
+  (``combine_training``): pooled real features of blocks ``<= b`` give the next block's size
+  (0 = stop) and degree. The first block's (size, degree) is drawn from the training set.
+- **Sampling** (:func:`genmodels.samplers.blockwise.slot_block_sample`, ``blockwise``):
+  ``T`` ancestral steps per block, then the head draws the next block; one jit per batch.
 
-Departures (stated in the recipes too): layer norm instead of masked batch norm (batch
-statistics would couple the samples of a batch); the first block's degree is drawn
-jointly with its size from the training set instead of by a separate network; a sampled
-graph has at most ``N`` nodes (the largest training graph): the next block's size is drawn
-among the sizes that fit the free slots (``info["overflow"]`` counts graphs that still
-hit the cap, which this makes impossible).
+Departures: layer norm instead of masked batch norm (batch statistics couple the samples);
+the first block's degree is drawn with its size from the training set; a graph has at most
+``N`` nodes (the largest training graph), so next-block sizes are drawn among those that fit
+(``info["overflow"]`` stays false); relative block offsets always enter as a learned
+embedding. The reference's switches (virtual class, input residual, output heads, absolute
+block id) default to it; the shipped ``pard_qm9`` predates them and its recipe turns the
+first three off. ``validity_wo_correction`` is PARD's relaxed validity, ``plain_validity_wo_correction``
+its plain one.
 """
 
 from __future__ import annotations
@@ -90,7 +82,8 @@ class PardConfig:
       steps: denoising steps per block (PARD: 50).
       schedule: ``cosine`` (PARD) or ``linear``.
       ce_coeff: weight of the cross-entropy term (PARD: 0.1).
-      net: PPGN-transformer sizes.
+      virtual_class: one noise-only class more per stream, masked at the last step.
+      net: PPGN-transformer sizes and network switches.
       precision: categorical sampling precision.
       sample_use_ema: sample with the EMA parameters.
       sample_batch: graphs per sampling batch.
@@ -105,6 +98,7 @@ class PardConfig:
     steps: int = 50
     schedule: str = "cosine"
     ce_coeff: float = 0.1
+    virtual_class: bool = True
     net: PPGNTransformerConfig = field(default_factory=PPGNTransformerConfig)
     precision: str = "float64"
     sample_use_ema: bool = True
@@ -132,7 +126,7 @@ class PardConfig:
         ``train_graphs()`` returns ``(types [M, N] (-1: padding), bonds [M, N, N])``.
         """
         if dataset_kind(self.dataset) == "molecules":
-            mol = MoleculeTask.of(self)
+            mol = MoleculeTask.of(self, plain_validity=True)
             return mol, mol.num_atom_types, 4, lambda: tuple(mol.train_arrays().values())
         # N and F of GDSS's dense arrays: PARD reads only the splits and the decoding
         graphs = GraphTask(self.dataset, 0, 1, self.data)
@@ -161,7 +155,8 @@ class Pard:
         self.task, k_node, k_edge, self._train_graphs = config.make_task()
         self.num_node_classes, self.num_edge_classes = k_node, k_edge
         c = config
-        mk = lambda k: DiscreteDiffusion(k, c.steps, c.schedule, ce_coeff=c.ce_coeff)
+        v = c.virtual_class  # the last class of each stream
+        mk = lambda k: DiscreteDiffusion(k + v, c.steps, c.schedule, ce_coeff=c.ce_coeff, virtual=v)
         self.processes = {"nodes": mk(k_node), "edges": mk(k_edge)}
         self.samplers = sampler_names(self.processes, config.sampler)
         self.runner = Runner()
@@ -195,8 +190,8 @@ class Pard:
         n = self.max_nodes
         return PardNet(
             self.config.net,
-            self.num_node_classes,
-            self.num_edge_classes,
+            self.processes["nodes"].num_classes,
+            self.processes["edges"].num_classes,
             max_blocks=n,
             max_size=n,
             max_degree=max(n - 1, 1),
@@ -264,18 +259,18 @@ class Pard:
         iu, ju = np.triu_indices(n, 1)
 
         def body(net: PardNet, key: Array, mesh):
-            def features(state, ctx, t):
+            def outputs(state, ctx, t):  # (node logits, edge logits, h)
                 edges = pairs_to_dense(state["edges"], n)
                 args = (ctx["block_id"], ctx["virtual"], ctx["degree"])
-                return net.features(state["nodes"], edges, *args, t, steps)[:2]
+                return net(state["nodes"], edges, *args, t, steps)
 
             def denoise(state, t, ctx):
-                nl, el = net.denoise(*features(state, ctx, t))
+                nl, el, _ = outputs(state, ctx, t)
                 return {"nodes": nl, "edges": el[:, iu, ju]}
 
-            def head(state, ctx):
+            def head(state, ctx):  # the unused logits are dead code under jit
                 real = ctx["block_id"] >= 0
-                h, _ = features(state, ctx, jnp.zeros((batch,), jnp.float32))
+                h = outputs(state, ctx, jnp.zeros((batch,), jnp.float32))[2]
                 n_done = ctx["n_done"]
                 pooled = jnp.sum(h * real[..., None], 1) / jnp.maximum(n_done, 1)[:, None]
                 cnt = n_done / n

@@ -50,6 +50,7 @@ averages at sampling time. Inputs are channels-last; the reference is channels-f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,9 @@ from genmodels.nets.mlp import SiLUMLP
 Array = jax.Array
 
 __all__ = [
+    "MonotoneMLP",
     "PPGNBlock",
+    "PardHeads",
     "PardNet",
     "PPGNTransformer",
     "PPGNTransformerConfig",
@@ -272,7 +275,11 @@ class PPGNTransformer(nnx.Module):
 
 @dataclass(frozen=True)
 class PPGNTransformerConfig:
-    """Sizes of a :class:`PPGNTransformer`.
+    """Sizes of a :class:`PPGNTransformer`, and the options of :class:`PardNet` around it.
+
+    The three PARD options default to the reference (LingxiaoShawn/Pard ``pard/config.py``:
+    ``input_residual: True``, ``use_absolute_blockid: True``; ``pard/parallel/task.py``
+    builds ``VirtualBlockOutDecoder`` as its output heads).
 
     Attributes:
       hidden: node width C (divisible by ``heads``).
@@ -281,6 +288,11 @@ class PPGNTransformerConfig:
       heads: attention heads.
       add_transpose: the PPGN's first branch also reads the transposed edges.
       transformer_only: leave out the PPGN blocks.
+      output_heads: ``reference`` (:class:`PardHeads`: edges pooled to nodes, nodes
+        combined into edges) or ``mlp`` (one MLP per stream on the symmetrized edges).
+      input_residual: add ``phi(1 - t/T) onehot(x_t)`` to the logits (:class:`MonotoneMLP`).
+      absolute_block_id: embed each node's block id (off for the reference's zinc250k
+        and grid configs; the relative block offset on edges is always embedded).
     """
 
     hidden: int = 256
@@ -289,6 +301,14 @@ class PPGNTransformerConfig:
     heads: int = 8
     add_transpose: bool = True
     transformer_only: bool = False
+    # PardNet's options around the transformer
+    output_heads: Literal["reference", "mlp"] = "reference"
+    input_residual: bool = True
+    absolute_block_id: bool = True
+
+    def __post_init__(self):
+        if self.output_heads not in ("reference", "mlp"):
+            raise ValueError(f"unknown output_heads {self.output_heads!r}; choose reference or mlp")
 
     def make(self, rngs: nnx.Rngs) -> PPGNTransformer:
         """The network with these sizes."""
@@ -309,19 +329,124 @@ class PPGNTransformerConfig:
 _REL = 8
 
 
+class MonotoneMLP(nnx.Module):
+    """PARD's ``phi`` of the input residual (the reference's ``MonotonicMLP(128, 2)``)::
+
+        phi(u) = sigmoid(|w_2| . SiLU(|w_1| u + b_1) + b_2)         # R -> (0, 1)
+
+    The absolute values make ``phi`` nondecreasing in ``u`` wherever the hidden
+    pre-activations ``|w_1| u + b_1`` exceed -1.28 (SiLU's minimum); with ``u = 1 - t/T``
+    in [0, 1] and ``b_1 >= 0`` (weights and biases start as U[0, 1) draws, as in the
+    reference) that holds.
+
+    Args:
+      hidden: width H of the hidden layer (reference: 128).
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, hidden: int = 128, *, rngs: nnx.Rngs):
+        k1, k2, k3, k4 = jax.random.split(rngs.params(), 4)
+        self.w1 = nnx.Param(jax.random.uniform(k1, (hidden,)))
+        self.b1 = nnx.Param(jax.random.uniform(k2, (hidden,)))
+        self.w2 = nnx.Param(jax.random.uniform(k3, (hidden,)))
+        self.b2 = nnx.Param(jax.random.uniform(k4, ()))
+
+    def __call__(self, u: Array) -> Array:
+        """Args: u [...]. Returns: phi(u) [...]."""
+        z = jax.nn.silu(u[..., None] * jnp.abs(self.w1[...]) + self.b1[...])  # [..., H]
+        return jax.nn.sigmoid(z @ jnp.abs(self.w2[...]) + self.b2[...])
+
+
+class _NormMLP(nnx.Module):
+    """``Linear -> LayerNorm -> SiLU -> Linear`` (the reference's ``MLP`` with a norm)."""
+
+    def __init__(self, din: int, dhid: int, dout: int, *, rngs: nnx.Rngs):
+        self.l1 = nnx.Linear(din, dhid, rngs=rngs)
+        self.ln = nnx.LayerNorm(dhid, rngs=rngs)
+        self.l2 = nnx.Linear(dhid, dout, rngs=rngs)
+
+    def __call__(self, x: Array) -> Array:
+        # x [..., din] -> [..., dout]
+        return self.l2(jax.nn.silu(self.ln(self.l1(x))))
+
+
+class PardHeads(nnx.Module):
+    """PARD's output heads (the reference's ``VirtualBlockOutDecoder`` with its
+    ``edge_to_node`` and ``NodeEdgeCombiner``, ``pard/parallel/conditioning.py``).
+
+    With ``A`` the block-causal mask (row ``i``: the nodes ``i`` reads, ``i`` included),
+    node mask ``m`` and pair mask ``M = A | A^T``::
+
+        s_i  = [e_ii, sum_j A_ij (e_ij + e_ji) / (2 sum_j A_ij)]       # [B, N, 2 C_e]
+        h_i <- SiLU(W_h [s_i, h_i]) m_i                                 # [B, N, C]
+        (a_i, b_i) = W_a h_i,   g_ij = W_g e_ij                         # 2 C_e channels each
+        u_ij = a_j + b_i
+        f_ij = SiLU(u_ij + g_ij + SiLU(W_1 u_ij) * SiLU(W_2 g_ij))       # [B, N, N, 2 C_e]
+        f_ij <- (f_ij + f_ji) M_ij
+        node logits = MLP_x(h),   edge logits = MLP_e(f)
+
+    with ``MLP = Linear -> LayerNorm -> SiLU -> Linear`` of hidden widths C and C_e (the
+    reference normalizes with its masked batch norm there).
+
+    Args:
+      c, ce: node and edge widths C, C_e.
+      num_node_classes, num_edge_classes: K_node, K_edge.
+      rngs: parameter RNGs.
+    """
+
+    def __init__(self, c: int, ce: int, num_node_classes: int, num_edge_classes: int, *,
+                 rngs: nnx.Rngs):  # fmt: skip
+        self.pool = nnx.Linear(2 * ce + c, c, rngs=rngs)
+        self.node_pair = nnx.Linear(c, 4 * ce, rngs=rngs)
+        self.edge_in = nnx.Linear(ce, 2 * ce, rngs=rngs)
+        self.fuse_node = nnx.Linear(2 * ce, 2 * ce, rngs=rngs)
+        self.fuse_edge = nnx.Linear(2 * ce, 2 * ce, rngs=rngs)
+        self.node_out = _NormMLP(c, c, num_node_classes, rngs=rngs)
+        self.edge_out = _NormMLP(2 * ce, ce, num_edge_classes, rngs=rngs)
+
+    def __call__(self, h: Array, e: Array, causal: Array) -> tuple[Array, Array]:
+        """Args: h [B, N, C], e [B, N, N, C_e], bool causal [B, N, N] (``A``).
+
+        Returns: logits ``(nodes [B, N, K_node], edges [B, N, N, K_edge])``, the edge
+        logits symmetric.
+        """
+        a = causal.astype(h.dtype)
+        pair = jnp.maximum(a, jnp.swapaxes(a, 1, 2))[..., None]  # M  [B, N, N, 1]
+        node = (jnp.sum(a, -1) > 0).astype(h.dtype)[..., None]  # m  [B, N, 1]
+        h, e = h * node, e * pair
+        diag = jnp.diagonal(e, axis1=1, axis2=2).swapaxes(1, 2)  # e_ii  [B, N, C_e]
+        both = jnp.einsum("bij,bijc->bic", a, e) + jnp.einsum("bij,bjic->bic", a, e)
+        mean = 0.5 * both / jnp.maximum(jnp.sum(a, -1), 1.0)[..., None]  # [B, N, C_e]
+        h = jax.nn.silu(self.pool(jnp.concatenate([diag, mean, h], -1))) * node  # [B, N, C]
+        pa, pb = jnp.split(self.node_pair(h), 2, axis=-1)  # [B, N, 2 C_e] each
+        u = pa[:, None, :, :] + pb[:, :, None, :]  # u_ij = a_j + b_i  [B, N, N, 2 C_e]
+        g = self.edge_in(e)  # [B, N, N, 2 C_e]
+        f = jax.nn.silu(u + g + jax.nn.silu(self.fuse_node(u)) * jax.nn.silu(self.fuse_edge(g)))
+        f = (f + jnp.swapaxes(f, 1, 2)) * pair
+        return self.node_out(h), self.edge_out(f)
+
+
 class PardNet(nnx.Module):
     """The PARD denoiser and next-block head (Zhao et al., NeurIPS 2024).
 
-    Node features are embeddings of the node class, absolute block id, block degree,
-    virtual flag and (on virtual nodes only) the step ``t``; edge features embed the edge
-    class, the relative block offset and the (virtual, virtual) pair type; both go through
-    the block-causal :class:`PPGNTransformer`. The next-block head reads the mean real-node
-    features of the blocks generated so far and predicts the next block's size
-    (``0`` = stop) and, given the size, its degree.
+    Node features are embeddings of the node class, absolute block id (``net.
+    absolute_block_id``), block degree, virtual flag and (on virtual nodes only) the step
+    ``t``; edge features embed the edge class, the relative block offset and the
+    (virtual, virtual) pair type; both go through the block-causal
+    :class:`PPGNTransformer`. The output heads (``net.output_heads``: :class:`PardHeads`, or
+    one MLP per stream on the symmetrized edges) give clean-class logits, to which the
+    input residual (``net.input_residual``, the reference's ``phi_node`` / ``phi_edge``)
+    adds
+
+        l(x)_k += phi(1 - t/T) 1{x_t = k}                             (one phi per stream)
+
+    The next-block head reads the mean real-node features of the blocks generated so far
+    and predicts the next block's size (``0`` = stop) and, given the size, its degree.
 
     Args:
-      net: PPGN-transformer sizes.
-      num_node_classes, num_edge_classes: K_node, K_edge (edge class 0 = no edge).
+      net: PPGN-transformer sizes and the options above.
+      num_node_classes, num_edge_classes: K_node, K_edge (edge class 0 = no edge; a
+        virtual class, when the process has one, counted in).
       max_blocks: largest block id embedded (larger ids share the last row).
       max_size: largest block size the head can predict.
       max_degree: largest block degree.
@@ -341,22 +466,31 @@ class PardNet(nnx.Module):
     ):
         c, ce = net.hidden, net.edge_hidden
         self.max_blocks, self.max_size, self.max_degree = max_blocks, max_size, max_degree
+        self.num_classes = (num_node_classes, num_edge_classes)
+        self.absolute_block_id = net.absolute_block_id
+        self.output_heads, self.input_residual = net.output_heads, net.input_residual
         self.node_embed = nnx.Embed(num_node_classes, c, rngs=rngs)
         self.edge_embed = nnx.Embed(num_edge_classes, ce, rngs=rngs)
-        self.block_embed = nnx.Embed(max_blocks + 1, c, rngs=rngs)
+        if net.absolute_block_id:
+            self.block_embed = nnx.Embed(max_blocks + 1, c, rngs=rngs)
         self.degree_embed = nnx.Embed(max_degree + 1, c, rngs=rngs)
         self.virtual_embed = nnx.Embed(2, c, rngs=rngs)
         self.rel_embed = nnx.Embed(2 * _REL + 1, ce, rngs=rngs)
         self.pair_embed = nnx.Embed(4, ce, rngs=rngs)
         self.time_mlp = SiLUMLP(c, c, c, rngs=rngs)
         self.body = net.make(rngs)
-        self.node_out = SiLUMLP(c, c, num_node_classes, rngs=rngs)
-        self.edge_out = SiLUMLP(ce, ce, num_edge_classes, rngs=rngs)
+        if net.output_heads == "mlp":
+            self.node_out = SiLUMLP(c, c, num_node_classes, rngs=rngs)
+            self.edge_out = SiLUMLP(ce, ce, num_edge_classes, rngs=rngs)
+        else:
+            self.out = PardHeads(c, ce, num_node_classes, num_edge_classes, rngs=rngs)
+        if net.input_residual:
+            self.phi_node, self.phi_edge = MonotoneMLP(rngs=rngs), MonotoneMLP(rngs=rngs)
         self.size_head = SiLUMLP(c + 1, c, max_size + 1, rngs=rngs)
         self.size_embed = nnx.Embed(max_size + 1, c, rngs=rngs)
         self.degree_head = SiLUMLP(c + 1, c, max_degree + 1, rngs=rngs)
 
-    def features(
+    def __call__(
         self,
         nodes: Array,
         edges: Array,
@@ -366,18 +500,20 @@ class PardNet(nnx.Module):
         t: Array,
         steps: int,
     ) -> tuple[Array, Array, Array]:
-        """Node and edge features of a (partially virtual) graph.
+        """Clean-class logits of every node and pair of a (partially virtual) graph.
 
         Args:
           nodes: [B, M] node classes; edges: [B, M, M] edge classes.
           block_id: [B, M] block of each node (-1: absent).
           virtual: [B, M] bool, the nodes being denoised.
           degree: [B, M] the degree of each node's block.
-          t: [B] diffusion steps (read on virtual nodes only).
+          t: [B] diffusion steps (read on virtual nodes and by the input residual).
           steps: T (times enter as ``t / T``).
 
         Returns:
-          ``(h [B, M, C], e [B, M, M, Ce], edge_mask [B, M, M])``.
+          ``(node_logits [B, M, K_node], edge_logits [B, M, M, K_edge], h [B, M, C])``:
+          symmetric edge logits, and the node features the next-block head reads (under
+          ``jit`` a caller that reads only ``h`` never computes the logits).
         """
         present = block_id >= 0
         causal = causal_block_mask(block_id, virtual)  # [B, M, M]
@@ -386,23 +522,32 @@ class PardNet(nnx.Module):
         temb = self.time_mlp(sinusoidal_embedding(t / steps * 1000.0, self.node_embed.features))
         h = (
             self.node_embed(nodes)
-            + self.block_embed(bid)
             + self.degree_embed(jnp.clip(degree, 0, self.max_degree))
             + self.virtual_embed(virtual.astype(jnp.int32))
             + virtual[..., None] * temb[:, None, :]
         )
+        if self.absolute_block_id:
+            h = h + self.block_embed(bid)
         h = h * present[..., None]
         rel = jnp.clip(bid[:, :, None] - bid[:, None, :], -_REL, _REL) + _REL
         pair = 2 * virtual[:, :, None].astype(jnp.int32) + virtual[:, None, :].astype(jnp.int32)
         e = self.edge_embed(edges) + self.rel_embed(rel) + self.pair_embed(pair)
         e = e * edge_mask[..., None]
-        h, e = self.body(h, e, edge_mask, causal)
-        return h, e, edge_mask
+        h, e = self.body(h, e, edge_mask, causal)  # [B, M, C], [B, M, M, C_e]
 
-    def denoise(self, h: Array, e: Array) -> tuple[Array, Array]:
-        """Clean-class logits: nodes [B, M, K_node], symmetric edges [B, M, M, K_edge]."""
-        es = 0.5 * (e + jnp.swapaxes(e, 1, 2))
-        return self.node_out(h), self.edge_out(es)
+        if self.output_heads == "reference":
+            node_logits, edge_logits = self.out(h, e, causal)
+        else:
+            node_logits = self.node_out(h)
+            edge_logits = self.edge_out(0.5 * (e + jnp.swapaxes(e, 1, 2)))
+        if self.input_residual:
+            u = 1.0 - t / steps  # [B]
+            kn, ke = self.num_classes
+            node_logits = node_logits + self.phi_node(u)[:, None, None] * jax.nn.one_hot(nodes, kn)
+            edge_logits = edge_logits + self.phi_edge(u)[:, None, None, None] * jax.nn.one_hot(
+                edges, ke
+            )
+        return node_logits, edge_logits, h
 
     def next_size_logits(self, pooled: Array, count: Array) -> Array:
         """[..., max_size + 1] logits of the next block's size from pooled real features."""
@@ -457,19 +602,16 @@ def parallel_outputs(
     virt2 = jnp.concatenate([jnp.zeros_like(node_mask), node_mask], 1)
     deg_node = jnp.take_along_axis(block_degree, jnp.maximum(block_id, 0), 1) * node_mask
     deg2 = jnp.concatenate([deg_node, deg_node], 1)
-    h, e, _ = model.features(nodes2, edges2, bid2, virt2, deg2, t, steps)
-    node_logits = model.node_out(h[:, n:])
-    e_vv = e[:, n:, n:]
-    cross = 0.5 * (e[:, n:, :n] + jnp.swapaxes(e[:, :n, n:], 1, 2))  # (virtual i, real j)
-    same = 0.5 * (e_vv + jnp.swapaxes(e_vv, 1, 2))
+    node_logits, edge_logits, h = model(nodes2, edges2, bid2, virt2, deg2, t, steps)
+    same = edge_logits[:, n:, n:]  # (virtual i, virtual j) of one block
+    cross = edge_logits[:, n:, :n]  # (virtual i, real j); symmetric logits
     pair = jnp.where(
         (bi == bj)[..., None],
         same,
         jnp.where((bj < bi)[..., None], cross, jnp.swapaxes(cross, 1, 2)),
     )
     iu, ju = np.triu_indices(n, 1)
-    edge_logits = model.edge_out(pair)[:, iu, ju]  # the strict upper triangle, [B, P, K]
-    return node_logits, edge_logits, h[:, :n]
+    return node_logits[:, n:], pair[:, iu, ju], h[:, :n]  # edges: the strict upper triangle
 
 
 def prefix_pool(h: Array, block_id: Array, num_blocks: int) -> tuple[Array, Array]:

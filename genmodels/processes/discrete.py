@@ -31,6 +31,16 @@ drawn uniformly from ``{1, ..., T}``,
     L     = L_vlb + ce_coeff * (-log p_theta(x_0 | x_t)),                       (3)
 
 summed over the variables being generated. Times are integer steps stored as floats.
+
+Virtual class (PARD, LingxiaoShawn/Pard ``pard/parallel/transform.py::ToOneHot`` and
+``pard/parallel/task.py``): with ``virtual``, the last of the ``K`` classes never occurs in
+the data but is part of the noise ``m`` (uniform over all ``K`` classes), so ``x_t`` can
+hold it for ``t >= 1``; the final draw removes it by setting its logit to ``-inf``:
+
+    p_theta(x_0 | x_1) = softmax(l_1, ..., l_{K-1}, -inf),                             (4)
+
+(:meth:`DiscreteDiffusion.clean_probs`; the reference's ``from_logits_to_prob`` with
+``no_virtual`` at the last step), so no sample ends in the virtual class.
 """
 
 from __future__ import annotations
@@ -67,6 +77,7 @@ class DiscreteDiffusion:
       noise: the stationary distribution ``m`` as a tuple of K probabilities (``None``:
         uniform, PARD's ``uniform_noise: True``).
       ce_coeff: weight of the cross-entropy term in (3) (PARD: 0.1).
+      virtual: the last class is the virtual class of (4): noise only, never drawn last.
     """
 
     num_classes: int
@@ -75,6 +86,7 @@ class DiscreteDiffusion:
     cosine_offset: float = 0.008
     noise: tuple[float, ...] | None = None
     ce_coeff: float = 0.1
+    virtual: bool = False
     #: process kind for the sampler registry
     kind: ClassVar[str] = "discrete"
 
@@ -138,6 +150,21 @@ class DiscreteDiffusion:
         """``q(x_t | x_0)`` [..., K] of (1); ``t`` broadcasts against ``x0``."""
         ab = jnp.asarray(self.abar(t))[..., None]
         return ab * jax.nn.one_hot(x0, self.num_classes) + (1.0 - ab) * self.m
+
+    def clean_probs(self, logits: Array, t: Array) -> Array:
+        """The network's ``p_theta(x_0 | x_t)`` [..., K]: the softmax of ``logits``, with the
+        virtual class's logit set to ``-inf`` at ``t = 1`` (the final draw, (4)).
+
+        Args:
+          logits: [..., K] network logits.
+          t: steps broadcastable against ``logits[..., 0]``.
+        """
+        logits = logits.astype(jnp.float32)
+        if self.virtual:
+            last = jnp.arange(self.num_classes) == self.num_classes - 1  # [K]
+            final = (jnp.asarray(t) <= 1)[..., None] & last
+            logits = jnp.where(final, -jnp.inf, logits)
+        return jax.nn.softmax(logits, axis=-1)
 
     def posterior_matrix(self, xt: Array, t: Array, s: Array) -> Array:
         """``q(x_s = k | x_t, x_0 = j)`` for every ``j`` and ``k`` (2): [..., K(j), K(k)].

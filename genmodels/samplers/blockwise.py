@@ -68,7 +68,8 @@ def discrete_denoise(
 
     Implements ``x_T ~ m``, then ``x_{t-1} ~ p(x_{t-1} | x_t)`` for ``t = T..1`` with
     ``p(x_{t-1} | x_t) = sum_j q(x_{t-1} | x_t, x_0 = j) p_theta(x_0 = j | x_t)`` (the
-    process's ``reverse_probs``; at ``t = 1`` the draw is from ``p_theta(x_0 | x_1)``).
+    process's ``reverse_probs``; at ``t = 1`` the draw is from ``p_theta(x_0 | x_1)``,
+    which the process's ``clean_probs`` keeps off a virtual class).
 
     Args:
       model_fn: ``(state, t [B], ctx) -> {leaf: logits [..., K]}``.
@@ -106,8 +107,8 @@ def discrete_denoise(
         lkeys = jax.random.split(k, len(names))
         for j, name in enumerate(names):
             proc = processes[name]
-            p0 = jax.nn.softmax(logits[name].astype(jnp.float32), axis=-1)
             tt = t.reshape((batch,) + (1,) * (x[name].ndim - 1))
+            p0 = proc.clean_probs(logits[name], tt)  # a virtual class is masked at t = 1
             probs = proc.reverse_probs(p0, x[name], tt, tt - 1)
             new = categorical(lkeys[j], jnp.log(jnp.maximum(probs, 1e-30)), precision=precision)
             out[name] = jnp.where(masks[name] > 0, new, x[name]).astype(jnp.int32)

@@ -23,6 +23,7 @@ from genmodels.metrics.molecules import (
     novelty,
     nspdk,
     passes_moses_filters,
+    plain_validity_wo_correction,
     scaffold_similarity,
     snn,
     tanimoto,
@@ -142,6 +143,29 @@ def test_nspdk_properties():
     assert math.isnan(nspdk(["", "xx"], mols))
     with pytest.raises(ValueError):
         nspdk_features([nx.Graph()])
+
+
+def test_plain_validity_counts_no_charged_molecule():
+    """PARD's plain validity vs the relaxed one (``validity_wo_correction``): the charge
+    rule makes N(C)4 an N+ and C-O(C)-C an O+; relaxed-valid, not plain-valid."""
+    from genmodels.domains.molecules import QM9_ATOMS, graph_to_mol, mol_to_smiles
+
+    star = np.zeros((5, 5), int)  # N (or O) bonded to four (three) carbons
+    star[0, 1:] = star[1:, 0] = 1
+    n_plus = mol_to_smiles(graph_to_mol(np.array([1, 0, 0, 0, 0]), star, QM9_ATOMS, False))
+    o_plus = mol_to_smiles(graph_to_mol(np.array([2, 0, 0, 0, -1]), star, QM9_ATOMS, False))
+    assert (n_plus, o_plus) == ("C[N+](C)(C)C", "C[O+](C)C")
+    raw = [n_plus, o_plus, "CCO", "", "O=C=O"]
+    assert validity_wo_correction(raw) == pytest.approx(4 / 5)
+    assert plain_validity_wo_correction(raw) == pytest.approx(2 / 5)
+    out = molecule_metrics(["CCO"] * 5, TRAIN, ["CCO"], raw, compute_fcd=False, plain=True,
+                           compute_nspdk=False)  # fmt: skip
+    assert out["plain_validity_wo_correction"] == pytest.approx(2 / 5)
+    assert "plain_validity_wo_correction" not in molecule_metrics(
+        ["CCO"], TRAIN, ["CCO"], ["CCO"], compute_fcd=False, compute_nspdk=False
+    )
+    with pytest.raises(ValueError):
+        plain_validity_wo_correction([])
 
 
 def test_molecule_metrics_keys_and_values():

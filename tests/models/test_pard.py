@@ -1,5 +1,6 @@
-"""PARD: generation order, one-pass training equals block-by-block generation, training,
-sampling, files, recipes and the shipped QM9 model.
+"""PARD: generation order, one-pass training equals block-by-block generation, the
+reference switches (virtual class, input residual, output heads), training, sampling,
+files, recipes and the shipped QM9 model.
 
 The small tests run on the 28-molecule QM9-like csv (``mini_data`` in conftest.py) with a
 tiny PPGN transformer.
@@ -19,28 +20,38 @@ from genmodels.domains.graphs import dense_to_pairs, pairs_to_dense
 from genmodels.models.runner import Runner
 from genmodels.models.tasks.graphs import GraphTask
 from genmodels.models.tasks.molecules import MoleculeTask
-from genmodels.nets.ppgn import PPGNTransformerConfig, parallel_outputs, prefix_pool
+from genmodels.nets.ppgn import parallel_outputs, prefix_pool
 from genmodels.recipes import load_recipe
 
-TINY_NET = PPGNTransformerConfig(hidden=16, edge_hidden=8, layers=2, heads=2)
+TINY_NET = dict(hidden=16, edge_hidden=8, layers=2, heads=2)
 RECIPES = ["pard_qm9", "pard_zinc250k", "pard_moses", "pard_community_small", "pard_grid"]
+# the switches' values in pard_qm9 (its shipped model predates them) and the reference's
+LEGACY = dict(virtual_class=False, input_residual=False, output_heads="mlp")
+REFERENCE = dict(virtual_class=True, input_residual=True, output_heads="reference")
 
 
 def tiny(cfg, steps=2, batch=8, **kw):
+    """A tiny net and run of ``cfg`` (its switches kept unless ``kw`` names them)."""
+    net_kw = {k: kw.pop(k) for k in ("input_residual", "output_heads") if k in kw}
     train = dataclasses.replace(
         cfg.train, steps=steps, batch_size=batch, log_every=1, ckpt_every=steps, progress=False
     )
+    net = dataclasses.replace(cfg.net, **TINY_NET, **net_kw)
     return dataclasses.replace(
-        cfg, net=TINY_NET, train=train, sample_batch=8, steps=6, eval_fcd=False, **kw
+        cfg, net=net, train=train, sample_batch=8, steps=6, eval_fcd=False, **kw
     )
+
+
+def tiny_method(mini_data, **kw):
+    cfg, _ = load_recipe("pard_qm9")
+    method = tiny(cfg, **kw).build()
+    method.task.__dict__["data"] = mini_data  # cached_property slot
+    return method
 
 
 @pytest.fixture
 def tiny_pard(mini_data):
-    cfg, _ = load_recipe("pard_qm9")
-    method = tiny(cfg).build()
-    method.task.__dict__["data"] = mini_data  # cached_property slot
-    return method
+    return tiny_method(mini_data)
 
 
 # ------------------------------------------------------------------ generation order
@@ -76,10 +87,11 @@ def test_block_arrays_put_nodes_in_generation_order(tiny_pard):
 # ------------------------------------------------------------------ causality
 
 
-def test_one_pass_training_equals_block_by_block_generation(tiny_pard):
+@pytest.mark.parametrize("switches", [LEGACY, REFERENCE], ids=["legacy", "reference"])
+def test_one_pass_training_equals_block_by_block_generation(mini_data, switches):
     """The doubled-graph pass gives every block the logits a sequential pass would give:
     real blocks < b clean, block b noised, later blocks absent (the sampler's input)."""
-    method = tiny_pard
+    method = tiny_method(mini_data, **switches)
     arrays, _ = method.blocks
     model = method.init_model(jax.random.PRNGKey(0))
     idx = np.arange(17, 25)  # the larger molecules: several blocks each
@@ -100,8 +112,8 @@ def test_one_pass_training_equals_block_by_block_generation(tiny_pard):
     assert int(bid.max()) >= 1  # at least two blocks
 
     iu, ju = np.triu_indices(n, 1)
-    feat = nnx.jit(lambda m, *a: m.features(*a, 6)[0])
-    seq = nnx.jit(lambda m, *a: m.denoise(*m.features(*a, 6)[:2]))
+    feat = nnx.jit(lambda m, *a: m(*a, 6)[2])
+    seq = nnx.jit(lambda m, *a: m(*a, 6)[:2])
     deg_node = jnp.take_along_axis(bdeg, jnp.maximum(bid, 0), 1) * (bid >= 0)
     for blk in range(int(bid.max()) + 1):
         real = (bid >= 0) & (bid < blk)
@@ -134,16 +146,55 @@ def test_one_pass_training_equals_block_by_block_generation(tiny_pard):
         )
 
 
+# ------------------------------------------------------------------ the reference switches
+
+
+def test_untrained_reference_model_never_ends_in_the_virtual_class(mini_data):
+    """With ``virtual_class`` each stream has one class more, in the uniform noise; an
+    untrained network gives it about 1/K of the mass, so without the last-step mask many
+    of the final classes would be virtual."""
+    method = tiny_method(mini_data, **REFERENCE)
+    kn, ke = method.num_node_classes, method.num_edge_classes  # the real classes
+    procs = method.processes
+    assert (procs["nodes"].num_classes, procs["edges"].num_classes) == (kn + 1, ke + 1)
+    assert procs["nodes"].virtual and float(procs["edges"].m[-1]) == pytest.approx(1 / (ke + 1))
+    model = method.init_model(jax.random.PRNGKey(0))
+    batch = {k: jnp.asarray(v) for k, v in method.loader().batch(0).items()}
+    loss, _ = nnx.jit(lambda m, key: method.loss_fn(m, batch, key))(model, jax.random.PRNGKey(1))
+    assert np.isfinite(float(loss))
+    out, ctx, info = method.sample_states(model, jax.random.PRNGKey(0), 8)
+    nodes, edges = np.asarray(out["nodes"]), np.asarray(out["edges"])
+    assert int(np.sum(np.asarray(ctx["block_id"]) >= 0)) > 8  # something was drawn
+    assert nodes.max() < kn and edges.max() < ke
+    assert len(method.decode(jax.device_get(out), jax.device_get(ctx))) == 8
+
+
+def test_evaluate_reports_relaxed_and_plain_validity(mini_data):
+    """PARD's two validities without correction: a tetravalent N decodes (charge rule) to
+    an N+ that is relaxed-valid but not plain-valid."""
+    method = tiny_method(mini_data, eval_nspdk=False)
+    types = np.array([[1, 0, 0, 0, 0], [0, 0, 2, -1, -1]])  # N(C)4 and C-C-O (QM9: C N O F)
+    bonds = np.zeros((2, 5, 5), np.int64)
+    bonds[0, 0, 1:] = bonds[0, 1:, 0] = 1
+    bonds[1, 0, 1] = bonds[1, 1, 0] = bonds[1, 1, 2] = bonds[1, 2, 1] = 1
+    samples = method.task.decode_graphs(types, bonds)
+    fixed, raw = method.task.pairs([samples], 2)
+    assert raw == ["C[N+](C)(C)C", "CCO"]
+    m = method.evaluate(fixed, raw=raw)
+    assert m["validity_wo_correction"] == 1.0 and m["plain_validity_wo_correction"] == 0.5
+
+
 # ------------------------------------------------------------------ training and sampling
 
 
 @pytest.fixture(scope="module")
 def trained(mini_data):
-    """A tiny model trained 60 steps on the fixture, with the loss before and after."""
+    """A tiny model with the reference switches trained 60 steps on the fixture, with the
+    loss before and after."""
     from genmodels.train import train
 
     cfg, _ = load_recipe("pard_qm9")
-    cfg = tiny(cfg, steps=60, batch=16)
+    cfg = tiny(cfg, steps=60, batch=16, **REFERENCE)
     cfg = dataclasses.replace(
         cfg, optim=dataclasses.replace(cfg.optim, lr=3e-3, warmup_steps=0, schedule="constant")
     )
@@ -216,6 +267,16 @@ def test_sample_write_read_and_evaluate(trained, tmp_path):
 def test_recipe_configs(name):
     cfg, info = load_recipe(name)
     assert info.description
+    # the reference's switches, but pard_qm9 keeps its shipped model's legacy values, and
+    # the reference's zinc250k and grid configs turn use_absolute_blockid off
+    net = cfg.net
+    switches = dict(
+        virtual_class=cfg.virtual_class,
+        input_residual=net.input_residual,
+        output_heads=net.output_heads,
+    )
+    assert switches == (LEGACY if name == "pard_qm9" else REFERENCE)
+    assert cfg.net.absolute_block_id == (name not in ("pard_zinc250k", "pard_grid"))
     assert cfg.steps in (40, 50) and cfg.ce_coeff == 0.1 and cfg.schedule == "cosine"
     method = cfg.build()
     graphs = name in ("pard_community_small", "pard_grid")
@@ -281,6 +342,24 @@ def test_pretrained_metrics_file():
     for k in ("validity_wo_correction", "validity", "uniqueness", "novelty"):
         assert 0.0 <= m[k] <= 1.0, (k, m[k])
     assert m["fcd"] > 0 and m["nspdk"] >= 0
+
+
+def test_pretrained_checkpoint_fits_the_legacy_switches_only():
+    """The shipped model loads into the recipe's (legacy-switch) network, parameter for
+    parameter; the reference switches change the architecture, so it does not fit them.
+    (Its samples: ``tests/benchmarks/test_pretrained_fingerprints.py``.)"""
+    from genmodels.errors import CheckpointError
+    from genmodels.models.run import load_pretrained
+
+    cfg, _, model, _ = load_pretrained("pard_qm9")
+    names = set(nnx.state(model, nnx.Param))
+    assert {"node_out", "edge_out", "block_embed"} <= names
+    assert not {"out", "phi_node", "phi_edge"} & names
+    assert model.node_embed.num_embeddings == 4 and model.edge_embed.num_embeddings == 4
+    net = dataclasses.replace(cfg.net, input_residual=True, output_heads="reference")
+    ref = dict(virtual_class=True, net=net)
+    with pytest.raises(CheckpointError, match="architecture differs"):
+        load_pretrained("pard_qm9", overrides=ref)
 
 
 @pytest.mark.slow  # ~60 s; the shipped figures: benchmarks/pretrained_metrics.py --check pard_qm9

@@ -1,4 +1,5 @@
-"""PPGN transformer (PARD): block-causal mask, padding, equivariance, causality, jit."""
+"""PPGN transformer (PARD): block-causal mask, padding, equivariance, causality, jit; PARD's
+output heads and input residual."""
 
 import dataclasses
 
@@ -9,6 +10,9 @@ import pytest
 from flax import nnx
 
 from genmodels.nets.ppgn import (
+    MonotoneMLP,
+    PardHeads,
+    PardNet,
     PPGNBlock,
     PPGNTransformer,
     PPGNTransformerConfig,
@@ -210,3 +214,101 @@ def test_jit_matches_eager():
     )
     np.testing.assert_allclose(xj, np.asarray(xo), atol=1e-5)
     np.testing.assert_allclose(ej, np.asarray(eo), atol=1e-5)
+
+
+# ------------------------------------------------------------------ PARD's heads and residual
+
+
+def test_monotone_mlp_is_nondecreasing_in_0_1_whatever_the_weight_signs():
+    phi = MonotoneMLP(32, rngs=nnx.Rngs(0))
+    u = jnp.linspace(0.0, 1.0, 101)
+    y = np.asarray(phi(u))
+    assert np.all((y > 0) & (y < 1)) and np.all(np.diff(y) >= 0) and y[-1] > y[0]
+    # the weights enter through |w|: negated weights give the same, still monotone, phi
+    phi.w1[...] = -phi.w1[...]
+    phi.w2[...] = -phi.w2[...]
+    np.testing.assert_array_equal(np.asarray(phi(u)), y)
+
+
+def test_reference_heads_shapes_symmetry_and_permutation_equivariance():
+    heads = PardHeads(C, CE, 5, 3, rngs=nnx.Rngs(2))
+    x, e = _features(2, 8, seed=7)
+    block, virt, causal = _causal()
+    nl, el = (np.asarray(o) for o in heads(jnp.asarray(x), jnp.asarray(e), causal))
+    assert nl.shape == (2, 8, 5) and el.shape == (2, 8, 8, 3)
+    np.testing.assert_allclose(el, el.transpose(0, 2, 1, 3), atol=1e-6)
+    perm = np.random.default_rng(8).permutation(8)
+    causal_p = causal_block_mask(block[:, perm], virt[:, perm])
+    nlp, elp = heads(jnp.asarray(x[:, perm]), jnp.asarray(e[:, perm][:, :, perm]), causal_p)
+    np.testing.assert_allclose(np.asarray(nlp), nl[:, perm], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(elp), el[:, perm][:, :, perm], atol=1e-5)
+    # nodes pool only the pairs they may read: a pair in no causal row (real 2 and virtual
+    # 4 of block 1) changes nothing; one that virtual 4 reads (real 0 of block 0) does
+    for i, j, moves in ((2, 4, False), (0, 4, True)):
+        e2 = e.copy()
+        e2[0, i, j] += 1.0
+        e2[0, j, i] += 1.0
+        nl2, el2 = (np.asarray(o) for o in heads(jnp.asarray(x), jnp.asarray(e2), causal))
+        assert np.array_equal(nl2, nl) != moves and np.array_equal(el2, el) != moves
+
+
+def _pard_net(**kw):
+    cfg = dataclasses.replace(SMALL, **kw)
+    return PardNet(cfg, 5, 4, max_blocks=8, max_size=8, max_degree=7, rngs=nnx.Rngs(3))
+
+
+def _pard_inputs(seed=9):
+    rng = np.random.default_rng(seed)
+    block, virt, _ = _causal()
+    nodes = jnp.asarray(rng.integers(0, 5, (2, 8)))
+    edges = rng.integers(0, 4, (2, 8, 8))
+    edges = jnp.asarray(np.triu(edges, 1) + np.triu(edges, 1).transpose(0, 2, 1))
+    degree = jnp.asarray(rng.integers(0, 4, (2, 8)))
+    return nodes, edges, block, virt, degree, jnp.array([3.0, 17.0]), 20
+
+
+@pytest.mark.parametrize("heads", ["reference", "mlp"])
+def test_input_residual_adds_phi_times_the_one_hot_of_x_t(heads):
+    net = _pard_net(output_heads=heads)
+    args = _pard_inputs()
+    nodes, edges, t, steps = args[0], args[1], args[5], args[6]
+    nl, el, _ = net(*args)
+    net.input_residual = False  # the same parameters without the residual
+    nl0, el0, _ = net(*args)
+    net.input_residual = True
+    u = 1.0 - t / steps
+    want_n = np.asarray(net.phi_node(u))[:, None, None] * np.eye(5)[np.asarray(nodes)]
+    want_e = np.asarray(net.phi_edge(u))[:, None, None, None] * np.eye(4)[np.asarray(edges)]
+    np.testing.assert_allclose(np.asarray(nl - nl0), want_n, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(el - el0), want_e, atol=1e-5)
+    # phi = 0 (its output bias at -inf) is the network built without the residual
+    plain = _pard_net(output_heads=heads, input_residual=False)
+    for phi in (net.phi_node, net.phi_edge):
+        phi.b2[...] = jnp.asarray(-jnp.inf)
+    for got, want in zip(net(*args), plain(*args)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_pard_net_switches_build_the_stated_modules():
+    default = nnx.state(_pard_net(), nnx.Param)
+    legacy = nnx.state(
+        _pard_net(output_heads="mlp", input_residual=False, absolute_block_id=False), nnx.Param
+    )
+    assert {"out", "phi_node", "phi_edge", "block_embed"} <= set(default)
+    assert not {"node_out", "edge_out"} & set(default)
+    assert {"node_out", "edge_out"} <= set(legacy)
+    assert not {"out", "phi_node", "phi_edge", "block_embed"} & set(legacy)
+    with pytest.raises(ValueError, match="output_heads"):
+        PPGNTransformerConfig(output_heads="linear")
+
+
+def test_pard_net_is_permutation_equivariant_with_the_reference_heads():
+    net = _pard_net()
+    nodes, edges, block, virt, degree, t, steps = _pard_inputs()
+    nl, el, h = (np.asarray(o) for o in net(nodes, edges, block, virt, degree, t, steps))
+    perm = np.random.default_rng(10).permutation(8)
+    pe = lambda a: a[:, perm][:, :, perm]  # noqa: E731
+    out = net(nodes[:, perm], pe(edges), block[:, perm], virt[:, perm], degree[:, perm], t, steps)
+    np.testing.assert_allclose(np.asarray(out[0]), nl[:, perm], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out[1]), pe(el), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out[2]), h[:, perm], atol=1e-4)

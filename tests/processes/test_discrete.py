@@ -88,6 +88,27 @@ def test_loss_is_minimal_at_the_truth():
     np.testing.assert_allclose(l_m * 3, l_wrong, rtol=0.5)  # a third of the positions
 
 
+def test_virtual_class_is_in_the_noise_and_masked_at_the_last_step():
+    """PARD's virtual class (the last one): uniform noise puts 1/K on it, so x_t holds it;
+    only the final draw's p_theta(x_0 | x_1) removes it (its logit set to -inf)."""
+    p = DiscreteDiffusion(4, steps=10, virtual=True)
+    np.testing.assert_allclose(np.asarray(p.m), 0.25)
+    x0 = jnp.zeros((20000,), jnp.int32)  # data never holds the virtual class
+    xt, _ = p.corrupt(jax.random.PRNGKey(0), x0, jnp.full((20000,), 10.0))
+    assert abs(np.mean(np.asarray(xt) == 3) - 0.25) < 0.015
+    assert abs(np.mean(np.asarray(p.prior(jax.random.PRNGKey(1), (20000,))) == 3) - 0.25) < 0.015
+    logits = jnp.array([[0.0, 1.0, -1.0, 5.0], [2.0, 0.0, 0.0, 0.0]])
+    t = jnp.array([1.0, 2.0])
+    got = np.asarray(p.clean_probs(logits, t))
+    np.testing.assert_allclose(got[0], np.r_[jax.nn.softmax(logits[0, :3]), 0.0], atol=1e-7)
+    np.testing.assert_allclose(got[1], jax.nn.softmax(logits[1]), atol=1e-7)
+    # the final draw is p_theta(x_0 | x_1): no mass on the virtual class
+    assert np.asarray(p.reverse_probs(jnp.asarray(got), jnp.array([3, 3]), t, t - 1))[0, 3] == 0
+    # without the virtual class the last class is an ordinary one
+    plain = DiscreteDiffusion(4, steps=10)
+    np.testing.assert_allclose(np.asarray(plain.clean_probs(logits, t)), jax.nn.softmax(logits))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="schedule"):
         DiscreteDiffusion(3, schedule="sqrt")

@@ -40,6 +40,26 @@ def test_exact_denoiser_reproduces_the_distribution(steps):
     np.testing.assert_allclose(freq, PI, atol=0.015)
 
 
+def test_virtual_class_never_ends_a_sample():
+    """A denoiser that prefers the virtual class (the last) everywhere: the ancestral steps
+    visit it, the final draw never returns it; without the mask most samples would."""
+    b, L = 500, 6
+    state = {"x": jnp.zeros((b, L), jnp.int32)}
+    ctx = {"masks": {"x": jnp.ones((b, L))}}
+    seen = []
+
+    def model_fn(state, t, ctx):
+        jax.debug.callback(lambda x: seen.append(np.asarray(x)), state["x"])  # x_t of each step
+        return {"x": jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 3.0]), (b, L, 4))}
+
+    for virtual, want in ((True, 0.0), (False, 0.8)):
+        proc = DiscreteDiffusion(4, steps=5, virtual=virtual)
+        out, _ = discrete_denoise(model_fn, {"x": proc}, state, ctx, jax.random.PRNGKey(0))
+        frac = float(np.mean(np.asarray(out["x"]) == 3))
+        assert (frac == 0.0) if virtual else frac > want, (virtual, frac)
+    assert float(np.mean(np.asarray(seen[-1]) == 3)) > 0.5  # x_1 mostly virtual
+
+
 def test_block_loop_fills_slots_in_order_and_stops():
     """Blocks of sizes 2, 1, 3 then stop: the loop opens each block once, in order."""
     proc = DiscreteDiffusion(4, steps=3)

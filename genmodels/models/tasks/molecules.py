@@ -73,13 +73,15 @@ class MoleculeTask(DenseGraphTask):
       index_offset: how the split file's ids map to rows (data/README.md).
       moses_limit: MOSES training molecules to load (``None``: all).
       eval_fcd, eval_nspdk: compute FCD (``metrics`` extra) and NSPDK in ``evaluate``.
+      plain_validity: ``evaluate`` adds PARD's plain validity to the raw validity.
     """
 
     sample_suffix = ".smi"
     sample_suffixes, eval_splits = (".smi", ".txt", ".csv", ".csv.gz"), ("test", "train")
 
     def __init__(self, dataset: str, *, data: UserData | None = None, index_offset: int = 1,
-                 moses_limit: int | None = None, eval_fcd=True, eval_nspdk=True):  # fmt: skip
+                 moses_limit: int | None = None, eval_fcd=True, eval_nspdk=True,
+                 plain_validity=False):  # fmt: skip
         kind = user_data_kind(dataset)
         if kind not in ("", "molecules"):
             raise DataError(f"--dataset {dataset} holds {kind}; a molecule recipe reads SMILES")
@@ -89,16 +91,16 @@ class MoleculeTask(DenseGraphTask):
         self.dataset, self.user_data = dataset, data or UserData()
         self.index_offset = index_offset
         self.moses_limit = moses_limit
-        self.eval_fcd, self.eval_nspdk = eval_fcd, eval_nspdk
+        self.eval_fcd, self.eval_nspdk, self.plain_validity = eval_fcd, eval_nspdk, plain_validity
         self.num_atom_types, self.max_atoms = molecule_vocab(dataset, self.user_data)
         self.dims = (self.max_atoms, self.num_atom_types)
         self._ref_cache: dict[str, dict] = {}
 
     @classmethod
-    def of(cls, config) -> MoleculeTask:
+    def of(cls, config, **kw) -> MoleculeTask:
         """The task of a recipe config: its ``dataset``, ``data`` and the options above."""
         opts = ("index_offset", "moses_limit", "eval_fcd", "eval_nspdk")
-        return cls(config.dataset, data=config.data, **{k: getattr(config, k) for k in opts})
+        return cls(config.dataset, data=config.data, **{k: getattr(config, k) for k in opts}, **kw)
 
     @cached_property
     def data(self):
@@ -225,6 +227,7 @@ class MoleculeTask(DenseGraphTask):
             compute_fcd=self.eval_fcd,
             compute_nspdk=self.eval_nspdk,
             moses=self.dataset == "moses",
+            plain=self.plain_validity,
             test_fcd_stats=refs.get("fcd"),
             test_nspdk_embedding=refs.get("nspdk"),
             progress=True,
