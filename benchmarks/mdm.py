@@ -4,6 +4,7 @@
     python benchmarks/mdm.py --checkpoint runs/mdm_qm9 --batch 512 --steps 64 256 1000
     python benchmarks/mdm.py --checkpoint init --quick         # tiny run for the smoke test
     python benchmarks/mdm.py --recipe mdm_mnist --checkpoint runs/mdm_mnist --batch 64
+    python benchmarks/mdm.py --only-precision --repeats 3      # parts 2, 3 into the JSON
     python benchmarks/mdm.py --help                            # all options
 
 Part 1 (speed at equal quality). At one batch size, the model is sampled with the
@@ -31,21 +32,34 @@ matched ``T`` is reported as ``null``.
 
 Part 2 (precision). FHS and the ancestral sampler at ``--precision-steps`` (default: the
 largest ``T``; ``--precision-samplers`` picks either) are run with precision float64
-and float32: float32 Gumbel noise is truncated (Zheng et al. 2024, "Masked diffusion
-models are secretly time-agnostic masked models and exploit inaccurate categorical
-sampling"), which lowers the effective temperature and with it the token diversity.
-Reported: the entropy (nats) of the generated atom types (molecules; bond orders too) or
-pixel levels (images), with its bootstrap standard error, next to the training data's,
-and NFE / time. With few categories (QM9: 4 atom types) the truncation only removes
-probabilities below ~1e-7, so the effect can be within the noise; the table shows the
-standard errors.
+and float32 (``--precisions``): float32 Gumbel noise is truncated (Zheng et al. 2024,
+"Masked diffusion models are secretly time-agnostic masked models and exploit inaccurate
+categorical sampling"), which lowers the effective temperature and with it the token
+diversity. The ancestral sampler is run with both of its step draws
+(``--precision-draws``): ``split``, an unmask test and then a K-way categorical (this
+package's default), and ``joint``, MDLM's single draw over the K classes and the mask
+(``_ddpm_update`` / ``_sample_categorical`` of kuleshov-group/mdlm; at float32 with
+MDLM's float32 noise), the float32 baseline the paper measured: there each class also
+races the mask entry, about ``T s`` times heavier on the step ``t -> s``. Reported: the
+entropy (nats) of the generated atom types (molecules; bond orders too) or pixel levels
+(images), with its bootstrap standard error, next to the training data's, the TV
+distances, validity and uniqueness without correction (molecules), NFE and time. With
+few categories (QM9: 4 atom types) the truncation only touches probabilities below
+~1e-7 relative to the heaviest entry, so the effect can be within the noise; the table
+shows the standard errors.
 
-Part 3 (precision on a known distribution, no model). Gumbel-max draws from a categorical
-over GPT-2's 50,257 tokens, one token at logit 0 and the rest 16 nats below it (tail mass
-0.0056), with float64-grade and float32 noise: the drawn tail fraction and the mean
-``-log p`` against their exact values. This isolates the numerical effect the paper
-describes, which a 4-token QM9 vocabulary barely exposes (``--known-draws``,
-``--no-known``).
+Part 3 (precision on a known distribution, no model). Draws from a categorical over
+GPT-2's 50,257 tokens, one token at logit 0 and the rest 16 nats below it (tail mass
+0.0056), with float64-grade and float32 noise: K-way Gumbel-max draws (the drawn tail
+fraction and the mean ``-log p`` against their exact values), and one step of the joint
+K + 1 draw at unmask probability ``--known-unmask`` (the unmasked fraction and the tail
+fraction of the unmasked draws, also under the exact law of MDLM's float32 noise). This
+isolates the numerical effect the paper describes, which a 4-token QM9 vocabulary barely
+exposes (``--known-draws``, ``--no-known``).
+
+``--only-precision`` runs parts 2 and 3 only and merges them into the result already in
+``--out``: part 1 is kept, and so are part 2 rows and part 3 entries of the same
+configuration (``--no-reuse`` re-samples them) and rows not asked for (:func:`main`).
 
 Both recipes are supported (``mdm_qm9``, the default, and ``mdm_mnist``: one token per
 pixel, FHS makes ``H * W = 784`` calls per batch). ``--checkpoint`` is ``pretrained``
@@ -63,6 +77,8 @@ prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import statistics
@@ -234,8 +250,10 @@ def quality(method, batches: list[tuple[Any, Any]], ref: dict[str, Any]) -> dict
       ``token_tv`` (TV distance of the atom-type / pixel-level histogram to the training
       data's), ``token_entropy`` (nats), their bootstrap standard errors
       (``token_tv_se``, ``token_entropy_se``), ``num_samples``; for molecules also
-      ``validity_wo_correction``, ``validity`` (after valency correction), ``bond_tv``,
-      ``bond_entropy`` and ``bond_entropy_se``.
+      ``validity_wo_correction`` with its binomial standard error
+      (``validity_wo_correction_se``), ``uniqueness_wo_correction`` (distinct canonical
+      SMILES over the valid uncorrected ones), ``validity`` (after valency correction),
+      ``bond_tv``, ``bond_entropy`` and ``bond_entropy_se``.
     """
     cnt = [sample_counts(method, st, ctx) for st, ctx in batches]
     tok = np.concatenate([c["token"] for c in cnt])
@@ -250,7 +268,7 @@ def quality(method, batches: list[tuple[Any, Any]], ref: dict[str, Any]) -> dict
         "token_hist": (tok.sum(0) / tok.sum()).tolist(),
     }
     if is_molecules(method):
-        from genmodels.metrics.molecules import validity
+        from genmodels.metrics.molecules import uniqueness, validity
 
         smiles, raw = [], []
         for st, ctx in batches:
@@ -259,8 +277,11 @@ def quality(method, batches: list[tuple[Any, Any]], ref: dict[str, Any]) -> dict
             raw += r
         bond = np.concatenate([c["bond"] for c in cnt])
         bond_se, _ = _bootstrap_se(bond, None)
+        v = validity(raw)
         out.update(
-            validity_wo_correction=validity(raw),
+            validity_wo_correction=v,
+            validity_wo_correction_se=float(np.sqrt(v * (1.0 - v) / len(raw))),
+            uniqueness_wo_correction=uniqueness(raw),
             validity=validity(smiles),
             bond_tv=total_variation(bond.sum(0), ref["bond_hist"]),
             bond_entropy=entropy(bond.sum(0)),
@@ -270,6 +291,16 @@ def quality(method, batches: list[tuple[Any, Any]], ref: dict[str, Any]) -> dict
 
 
 # ------------------------------------------------------------------------ sampling
+
+
+def with_draw(method, draw: str | None):
+    """``method`` whose ancestral sampler makes the ``draw`` (``split`` or ``joint``; the
+    recipe config's ``draw`` field, which the sampler registry reads); ``None``: as is."""
+    if draw is None or method.config.draw == draw:
+        return method
+    out = copy.copy(method)  # shares the compiled-call cache, keyed by the options
+    out.config = dataclasses.replace(method.config, draw=draw)
+    return out
 
 
 def sample_once(method, model, key, batch: int, sampler: str, steps: int, precision: str):
@@ -303,6 +334,7 @@ def bench_sampler(
     precision: str,
     repeats: int,
     ref: dict[str, Any],
+    draw: str | None = None,
 ) -> dict[str, Any]:
     """Time one sampler configuration and score its samples.
 
@@ -318,15 +350,21 @@ def bench_sampler(
       precision: ``float64`` or ``float32`` categorical draws.
       repeats: timed calls after the compiling one.
       ref: :func:`reference_stats`.
+      draw: the ancestral step's draw, ``split`` (default) or ``joint`` (MDLM's K + 1-way
+        draw); ``None`` for FHS.
 
     Returns:
-      A row: ``sampler``, ``steps``, ``precision``, ``batch``, ``nfe`` (mean over all
-      calls), ``nfe_runs`` and ``max_tokens_runs`` (per call, the compiling one first),
+      A row: ``sampler``, ``steps``, ``precision``, ``draw``, ``batch``, ``nfe`` (mean
+      over all calls), ``nfe_runs`` and ``max_tokens_runs`` (per call, the compiling one
+      first),
       ``sample_s`` (median timed call), ``sample_runs_s``, ``first_call_s``,
       ``compile_s`` (first call minus median), ``samples_per_s``, ``s_per_nfe`` and
       ``quality`` (:func:`quality` over the samples of all calls).
     """
-    label = f"{sampler}" + (f" T={steps}" if sampler == "ancestral" else "") + f" {precision}"
+    anc = sampler == "ancestral"
+    draw = (draw or "split") if anc else None
+    method = with_draw(method, draw)
+    label = f"{sampler}" + (f" T={steps} {draw}" if anc else "") + f" {precision}"
     print(f"[mdm] {label} ...", file=sys.stderr, flush=True)
     nfes, toks, times, batches = [], [], [], []
     for i in range(repeats + 1):
@@ -343,6 +381,7 @@ def bench_sampler(
         "sampler": sampler,
         "steps": steps if sampler == "ancestral" else None,
         "precision": precision,
+        "draw": draw,
         "batch": batch,
         "nfe": nfe_mean,
         "nfe_runs": nfes,
@@ -418,41 +457,96 @@ def match_quality(
 # -------------------------------------------------------------------------- output
 
 
+def float32_race_law(w_tail: float, w_others: Sequence[float]) -> float:
+    """Exact probability that an entry of weight ``w_tail`` wins MDLM's float32 race
+    ``argmax w / E`` against entries of weights ``w_others`` (which win ties), from all
+    2^24 equally likely values of its noise
+    (:func:`genmodels.core.precision.exponential_from_bits_mdlm`)."""
+    from genmodels.core.precision import exponential_from_bits_mdlm
+
+    e = np.asarray(exponential_from_bits_mdlm(jnp.arange(1 << 24, dtype=jnp.uint32) << 8))
+    scores = [np.sort(np.float32(w) / e) for w in w_others]  # [2^24] each
+    b = np.float32(w_tail) / e
+    b = b[b > max(sc[0] for sc in scores)]  # elsewhere the tail entry cannot win
+    p = np.ones(b.shape)
+    for sc in scores:
+        p *= np.searchsorted(sc, b, side="left") / sc.size
+    return float(p.sum() / e.size)
+
+
+def _known_params(vocab, gap, draws, seed, unmask) -> dict[str, Any]:
+    return {"vocab": vocab, "gap": gap, "draws": draws, "seed": seed, "unmask": unmask}
+
+
 def known_distribution(
-    vocab: int = 50257, gap: float = 16.0, draws: int = 1 << 14, seed: int = 0, chunk: int = 256
+    vocab: int = 50257,
+    gap: float = 16.0,
+    draws: int = 1 << 14,
+    seed: int = 0,
+    chunk: int = 256,
+    unmask: float = 0.2,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Part 3: float32 vs float64 Gumbel-max draws from a categorical known in closed form.
+    """Part 3: float32 vs float64 draws from a categorical known in closed form.
 
     One token has logit 0 and the other ``vocab - 1`` logit ``-gap`` (GPT-2's vocabulary
     size and a gap of 16 by default), so the tail holds a mass of
-    ``m = (V - 1) e^-gap / (1 + (V - 1) e^-gap)``. A tail token wins the Gumbel-max only with
-    noise above ``gap`` plus the top token's noise; float32 noise stops at 15.94
-    (:data:`genmodels.core.precision.FLOAT32_GUMBEL_MAX`), so the tail is under-drawn. The
-    drawn tail fraction (binomial standard error) and the mean ``-log p`` of the draws (a
-    Monte-Carlo estimate of the entropy when sampling is exact) are compared with the exact
-    values.
+    ``m = (V - 1) e^-gap / (1 + (V - 1) e^-gap)``.
+
+    K-way draw (``float64``, ``float32``): Gumbel-max, the split ancestral sampler's
+    category draw. A tail token wins only with noise above ``gap`` plus the top token's
+    noise; float32 noise stops at 15.94 (:data:`genmodels.core.precision.FLOAT32_GUMBEL_MAX`),
+    so the tail is under-drawn. The drawn tail fraction (binomial standard error) and the
+    mean ``-log p`` of the draws (a Monte-Carlo estimate of the entropy when sampling is
+    exact) are compared with the exact values.
+
+    Joint draw (``joint``): one ancestral step of MDLM's K + 1-way draw
+    (:func:`genmodels.samplers.masked.ancestral_update` with ``draw="joint"``) from an all
+    masked state with unmask probability ``unmask`` (``m_t = 1``, ``m_s = 1 - unmask``;
+    0.2 is the step ``5/T -> 4/T`` of a linear T-step grid): every tail class races the
+    top class and the mask entry, ``(1 - unmask) / (unmask p_top)`` times heavier still.
+    Reported per precision: the unmasked fraction (exact: ``unmask``) and the tail fraction
+    of the unmasked draws (exact: ``m``); for float32 also that tail fraction under the
+    exact law of MDLM's float32 noise (:func:`float32_race_law`, tail-tail races
+    neglected).
+
+    Args:
+      vocab, gap: the categorical.
+      draws: draws per form and precision.
+      seed: PRNG seed.
+      chunk: draws per jitted call.
+      unmask: the joint step's unmask probability.
+      previous: an earlier result; its entries with the same parameters are kept as they
+        are (the draws are deterministic given the seed) and named in ``reused``.
+
+    Returns:
+      The parameters, ``tail_mass``, ``entropy``, ``float64`` / ``float32`` (K-way) and
+      ``joint`` (``float64``, ``float32``, ``float32_law_tail_fraction``), ``reused``.
     """
     from genmodels.core.precision import categorical
+    from genmodels.samplers.masked import ancestral_update
 
     logits = jnp.full((vocab,), -gap, jnp.float32).at[0].set(0.0)
     logp = np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32)), np.float64)
     tail = float(-np.expm1(logp[0]))
     exact_h = float(-(np.exp(logp) * logp).sum())
+    params = _known_params(vocab, gap, draws, seed, unmask)
+    prev = previous or {}
+    same = all(prev.get(k) == v for k, v in params.items() if k != "unmask")
+    same_joint = same and prev.get("unmask", prev.get("joint", {}).get("unmask")) == unmask
+    out: dict[str, Any] = {**params, "tail_mass": tail, "entropy": exact_h, "reused": []}
+    keys = jax.random.split(jax.random.PRNGKey(seed), max(draws // chunk, 1))
+    batch = jnp.broadcast_to(logits, (chunk, vocab))
 
-    out: dict[str, Any] = {
-        "vocab": vocab,
-        "gap": gap,
-        "draws": draws,
-        "tail_mass": tail,
-        "entropy": exact_h,
-    }
     for precision, dt in (("float64", jnp.float64), ("float32", jnp.float32)):
-        fn = jax.jit(
-            lambda k, dt=dt: categorical(k, jnp.broadcast_to(logits, (chunk, vocab)), precision=dt)
-        )
-        keys = jax.random.split(jax.random.PRNGKey(seed), max(draws // chunk, 1))
+        if same and precision in prev:
+            out[precision] = prev[precision]
+            out["reused"].append(precision)
+            continue
+        # the logits as an argument, not a constant XLA would fold at compile time
+        fn = jax.jit(lambda k, lg, dt=dt: categorical(k, lg, precision=dt))
         t0 = time.perf_counter()
-        idx = np.concatenate([np.asarray(fn(k)) for k in keys])
+        idx = np.concatenate([np.asarray(fn(k, batch)) for k in keys])
         secs = time.perf_counter() - t0
         frac = float(np.mean(idx != 0))
         nll = -logp[idx]
@@ -463,11 +557,52 @@ def known_distribution(
             "entropy_estimate_se": float(nll.std(ddof=1) / np.sqrt(idx.size)),
             "seconds": secs,
         }
+
+    joint: dict[str, Any] = {"unmask": unmask}
+    p_top, p_tail = float(np.exp(logp[0])), float(np.exp(logp[1]))
+    law = float32_race_law(unmask * p_tail, [unmask * p_top, 1.0 - unmask])
+    joint["float32_law_tail_fraction"] = (vocab - 1) * law / unmask
+    x0 = jnp.full((chunk,), vocab, jnp.int32)  # all masked
+    for precision, dt in (("float64", jnp.float64), ("float32", jnp.float32)):
+        if same_joint and precision in prev.get("joint", {}):
+            joint[precision] = prev["joint"][precision]
+            out["reused"].append(f"joint {precision}")
+            continue
+        fn = jax.jit(
+            lambda k, x, lg, dt=dt: ancestral_update(
+                k, x, lg, 1.0, 1.0 - unmask, mask_id=vocab, precision=dt, draw="joint"
+            )
+        )
+        t0 = time.perf_counter()
+        x = np.concatenate([np.asarray(fn(jax.random.fold_in(k, 1), x0, batch)) for k in keys])
+        secs = time.perf_counter() - t0
+        n_un = int(np.sum(x < vocab))
+        frac = float(np.sum((x > 0) & (x < vocab)) / max(n_un, 1))
+        joint[precision] = {
+            "unmask_fraction": n_un / x.size,
+            "unmask_fraction_se": float(np.sqrt(unmask * (1 - unmask) / x.size)),
+            "tail_fraction": frac,
+            "tail_fraction_se": float(np.sqrt(max(frac * (1 - frac), 1e-12) / max(n_un, 1))),
+            "seconds": secs,
+        }
+    out["joint"] = joint
     return out
 
 
-def _label(r: dict[str, Any]) -> str:
-    return "fhs" if r["sampler"] == "fhs" else f"ancestral T={r['steps']}"
+def _label(r: dict[str, Any], draw: bool = False) -> str:
+    """``fhs`` or ``ancestral T=...`` (with ``draw``: and the step's draw)."""
+    if r["sampler"] == "fhs":
+        return "fhs"
+    return f"ancestral T={r['steps']}" + (f" {r.get('draw') or 'split'}" if draw else "")
+
+
+def _fmt(q: dict[str, Any], key: str, se: bool = True, digits: int = 4) -> str:
+    """``value ± se`` of a quality figure, ``-`` where a row lacks it (rows kept from a
+    result written before the figure was reported)."""
+    if key not in q:
+        return "-"
+    v = f"{q[key]:.{digits}f}"
+    return v + (f" ± {q[key + '_se']:.{digits}f}" if se and key + "_se" in q else "")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -498,22 +633,29 @@ def markdown(result: dict[str, Any]) -> str:
             f"{m['nfe_ratio']:.2f}x in NFE"
         )
     ref = result["reference"]
+    cols = [f"{tok} entropy (nats)", f"{tok} TV"]
+    if mol:
+        cols += ["bond entropy (nats)", "bond TV", "valid w/o corr.", "unique w/o corr."]
     lines += [
         "",
-        f"| sampler | precision | NFE | time (s) | {tok} entropy (nats)"
-        + (" | bond entropy (nats)" if mol else "")
-        + " |",
-        "|---|---|---|---|---|" + ("---|" if mol else ""),
+        "| sampler | draw | precision | NFE | time (s) | " + " | ".join(cols) + " |",
+        "|---|---|---|---|---|" + "---|" * len(cols),
     ]
     for r in result["precision"]:
         q = r["quality"]
-        bond = f" | {q['bond_entropy']:.4f} ± {q['bond_entropy_se']:.4f}" if mol else ""
+        vals = [_fmt(q, "token_entropy"), _fmt(q, "token_tv")]
+        if mol:
+            vals += [_fmt(q, "bond_entropy"), _fmt(q, "bond_tv", digits=4)]
+            vals += [_fmt(q, "validity_wo_correction", digits=3)]
+            vals += [_fmt(q, "uniqueness_wo_correction", digits=3)]
         lines.append(
-            f"| {_label(r)} | {r['precision']} | {r['nfe']:.0f} | {r['sample_s']:.3f} | "
-            f"{q['token_entropy']:.4f} ± {q['token_entropy_se']:.4f}{bond} |"
+            f"| {_label(r)} | {r.get('draw') or '-'} | {r['precision']} | {r['nfe']:.0f} | "
+            f"{r['sample_s']:.1f} | " + " | ".join(vals) + " |"
         )
-    bond = f" | {ref['bond_entropy']:.4f}" if mol else ""
-    lines.append(f"| training data | | | | {ref['token_entropy']:.4f}{bond} |")
+    ref_vals = [f"{ref['token_entropy']:.4f}", "0"]
+    if mol:
+        ref_vals += [f"{ref['bond_entropy']:.4f}", "0", "", ""]
+    lines.append("| training data | | | | | " + " | ".join(ref_vals) + " |")
     kd = result.get("known_distribution")
     if kd:
         lines += [
@@ -529,6 +671,25 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {p} | {r['tail_fraction']:.4f} ± {r['tail_fraction_se']:.4f} | "
                 f"{r['entropy_estimate']:.4f} ± {r['entropy_estimate_se']:.4f} |"
+            )
+        j = kd.get("joint")
+        if j:
+            lines += [
+                "",
+                f"joint K + 1 draw (MDLM), one step with unmask probability {j['unmask']:g}:",
+                "",
+                "| precision | unmasked fraction | tail fraction of the unmasked |",
+                "|---|---|---|",
+                f"| exact | {j['unmask']:.4f} | {kd['tail_mass']:.4f} |",
+            ]
+            for p in ("float64", "float32"):
+                r = j[p]
+                lines.append(
+                    f"| {p} | {r['unmask_fraction']:.4f} ± {r['unmask_fraction_se']:.4f} | "
+                    f"{r['tail_fraction']:.4f} ± {r['tail_fraction_se']:.4f} |"
+                )
+            lines.append(
+                f"| float32, exact law of its noise | | {j['float32_law_tail_fraction']:.4f} |"
             )
     return "\n".join(lines)
 
@@ -600,19 +761,20 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     a = ax[2]
     rows = result["precision"]
-    groups = list(dict.fromkeys(_label(r) for r in rows))
+    groups = list(dict.fromkeys(_label(r, draw=True) for r in rows))
     precs = ["float64", "float32"]
     w = 0.38
     for j, p in enumerate(precs):
         rs = [
-            next((r for r in rows if _label(r) == g and r["precision"] == p), None) for g in groups
+            next((r for r in rows if _label(r, True) == g and r["precision"] == p), None)
+            for g in groups
         ]
         xs = [i + (j - 0.5) * w for i, r in enumerate(rs) if r is not None]
         ys = [r["quality"]["token_entropy"] for r in rs if r is not None]
         es = [r["quality"]["token_entropy_se"] for r in rs if r is not None]
         a.bar(xs, ys, w, yerr=es, capsize=4, label=p)
     a.axhline(result["reference"]["token_entropy"], ls="--", c="k", label="training data")
-    a.set_xticks(range(len(groups)), groups)
+    a.set_xticks(range(len(groups)), [g.replace(" T=", "\nT=") for g in groups], fontsize=8)
     a.set_xlim(-0.8, len(groups) - 0.2)
     ent = [r["quality"]["token_entropy"] for r in rows] + [result["reference"]["token_entropy"]]
     lo, hi = min(ent), max(ent)
@@ -624,17 +786,27 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     if kd:
         a = ax[3]
-        vals = [kd["tail_mass"], kd["float64"]["tail_fraction"], kd["float32"]["tail_fraction"]]
-        errs = [0.0, kd["float64"]["tail_fraction_se"], kd["float32"]["tail_fraction_se"]]
-        a.bar(
-            ["exact", "float64", "float32"],
-            vals,
-            yerr=errs,
-            capsize=4,
-            color=["0.6", "tab:blue", "tab:orange"],
-        )
-        a.set(ylabel="fraction of draws from the tail")
+        forms = [("K-way draw", kd)]
+        if kd.get("joint"):
+            forms.append((f"joint K+1 draw\n(unmask {kd['joint']['unmask']:g})", kd["joint"]))
+        colors = {"exact": "0.6", "float64": "tab:blue", "float32": "tab:orange"}
+        top = 0.0
+        for j, name in enumerate(colors):
+            xs = [i + (j - 1) * 0.27 for i in range(len(forms))]
+            ys = [
+                kd["tail_mass"] if name == "exact" else f[name]["tail_fraction"] for _, f in forms
+            ]
+            es = [0.0 if name == "exact" else f[name]["tail_fraction_se"] for _, f in forms]
+            a.bar(xs, ys, 0.27, yerr=es, capsize=4, color=colors[name], label=name)
+            top = max([top] + [y + e for y, e in zip(ys, es)])
+        a.set_ylim(0.0, 1.5 * top)  # room for the legend
+        if kd.get("joint"):
+            law = kd["joint"]["float32_law_tail_fraction"]
+            a.plot([1 + 0.27], [law], "k_", ms=16, mew=2, label="float32 exact law")
+        a.set_xticks(range(len(forms)), [f for f, _ in forms])
+        a.set(ylabel="tail fraction of the drawn classes")
         a.set_title(f"known categorical: V={kd['vocab']}, tail {kd['gap']:g} nats down")
+        a.legend(fontsize=8, loc="upper right")
 
     for a in ax[:2]:  # NFE as plain numbers at 1, 2, 5 x 10^k
         a.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -668,6 +840,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=["fhs", "ancestral"],
         help="samplers of part 2",
     )
+    p.add_argument(
+        "--precision-draws",
+        nargs="+",
+        choices=["split", "joint"],
+        default=["split", "joint"],
+        help="part 2: the ancestral step's draws (joint: MDLM's K + 1-way draw)",
+    )
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["float64", "float32"],
+        default=["float64", "float32"],
+        help="part 2: categorical precisions",
+    )
+    p.add_argument(
+        "--only-precision",
+        action="store_true",
+        help="run parts 2 and 3 only, merged into the result in --out (part 1 kept)",
+    )
+    p.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="with --only-precision: re-sample part 2/3 entries --out already holds",
+    )
     p.add_argument("--repeats", type=int, default=1, help="timed calls after the compiling one")
     p.add_argument("--tv-tol", type=float, default=0.01, help="matching rule: token TV slack")
     p.add_argument("--validity-tol", type=float, default=0.05, help="matching: validity slack")
@@ -676,6 +872,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--quick", action="store_true", help="batch 16, T in (8, 32), part 2 ancestral only"
     )
     p.add_argument("--known-draws", type=int, default=1 << 14, help="part 3: draws per precision")
+    p.add_argument(
+        "--known-unmask", type=float, default=0.2, help="part 3: the joint step's unmask prob."
+    )
     p.add_argument("--no-known", action="store_true", help="skip part 3")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON path (the PNG goes next to it)")
     p.add_argument("--plot", default=None, help="PNG path (default: --out with .png)")
@@ -686,14 +885,52 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         a.known_draws = min(a.known_draws, 1024)
     if a.repeats < 1:
         p.error("--repeats must be at least 1")
+    if not 0.0 < a.known_unmask < 1.0:
+        p.error("--known-unmask must be in (0, 1)")
     a.steps = sorted(set(a.steps))
     if a.precision_steps is None:
         a.precision_steps = a.steps[-1]
     return a
 
 
+def _row_key(r: dict[str, Any]) -> tuple:
+    """A part 2 row's configuration; rows written before the draw was recorded made the
+    split draw."""
+    anc = r["sampler"] == "ancestral"
+    return (r["sampler"], r["steps"], r["precision"], (r.get("draw") or "split") if anc else None)
+
+
+def _with_draw_key(r: dict[str, Any]) -> dict[str, Any]:
+    return {**r, "draw": _row_key(r)[3]}
+
+
+def _previous(a: argparse.Namespace, out: Path) -> dict[str, Any] | None:
+    """The result in ``out`` that ``--only-precision`` merges into (``None`` otherwise).
+
+    Raises:
+      SystemExit: no such file, or one of another recipe or checkpoint.
+    """
+    if not a.only_precision:
+        return None
+    if not out.exists():
+        raise SystemExit(f"--only-precision merges into an earlier result; {out} does not exist")
+    prev = json.loads(out.read_text())
+    pm = prev["meta"]
+    if (pm["recipe"], pm["checkpoint"]) != (a.recipe, a.checkpoint):
+        raise SystemExit(
+            f"{out} holds {pm['recipe']} ({pm['checkpoint']}), not {a.recipe} ({a.checkpoint})"
+        )
+    return prev
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the tables, write the JSON and the PNG.
+
+    With ``--only-precision`` part 1 (``samplers``, ``match``) comes from the result in
+    ``--out``, and so do part 2 rows and part 3 entries of the same configuration (batch,
+    samples, seed; the draws are deterministic given the seed), unless ``--no-reuse``;
+    rows of configurations not asked for are kept. ``meta["reused"]`` names what was
+    kept, ``meta["part1"]`` the command that made part 1.
 
     Args:
       argv: command-line arguments (default ``sys.argv[1:]``).
@@ -703,6 +940,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse_args(argv)
+    out = Path(a.out)
+    previous = _previous(a, out)
     t_start = time.perf_counter()
     _, method, model = load(a.recipe, a.checkpoint)
     kind = "molecules" if is_molecules(method) else "images"
@@ -710,22 +949,59 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ref = reference_stats(method)
     key = jax.random.PRNGKey(a.seed)
 
-    def run(sampler, steps, precision):
-        return bench_sampler(method, model, key, batch, sampler, steps, precision, a.repeats, ref)
+    def run(sampler, steps, precision, draw=None):
+        return bench_sampler(
+            method, model, key, batch, sampler, steps, precision, a.repeats, ref, draw
+        )
 
-    rows = [run("fhs", None, "float64")] + [run("ancestral", t, "float64") for t in a.steps]
-    match = match_quality(rows[0], rows[1:], a.tv_tol, a.validity_tol)
+    if previous is None:
+        rows = [run("fhs", None, "float64")] + [run("ancestral", t, "float64") for t in a.steps]
+        match = match_quality(rows[0], rows[1:], a.tv_tol, a.validity_tol)
+        old_rows, old_seed = [], None
+    else:
+        rows, match = previous["samplers"], previous["match"]
+        old_rows = [_with_draw_key(r) for r in previous["precision"]]
+        old_seed = previous["meta"]["args"]["seed"]
+    samples = batch * (a.repeats + 1)
+    reused: list[str] = []
     prec_rows = []
     for sampler in a.precision_samplers:
         steps = a.precision_steps if sampler == "ancestral" else None
-        for precision in ("float64", "float32"):
-            same = [
-                r
-                for r in rows
-                if r["sampler"] == sampler and r["steps"] == steps and r["precision"] == precision
-            ]
-            prec_rows.append(same[0] if same else run(sampler, steps, precision))
-    known = None if a.no_known else known_distribution(draws=a.known_draws, seed=a.seed)
+        for draw in a.precision_draws if sampler == "ancestral" else [None]:
+            for precision in a.precisions:
+                k = (sampler, steps, precision, draw)
+                same = [r for r in rows if _row_key(r) == k]
+                old = [
+                    r
+                    for r in old_rows
+                    if _row_key(r) == k
+                    and r["batch"] == batch
+                    and r["quality"]["num_samples"] == samples
+                    and old_seed == a.seed
+                    and not a.no_reuse
+                ]
+                if same:
+                    prec_rows.append(_with_draw_key(same[0]))
+                elif old:
+                    prec_rows.append(old[0])
+                    reused.append(f"{_label(old[0], draw=True)} {precision}")
+                else:
+                    prec_rows.append(run(sampler, steps, precision, draw))
+    asked = {_row_key(r) for r in prec_rows}
+    prec_rows += [r for r in old_rows if _row_key(r) not in asked]
+    order = {"fhs": 0, "ancestral": 1, None: 0, "split": 0, "joint": 1, "float64": 0, "float32": 1}
+    prec_rows.sort(key=lambda r: (order[r["sampler"]], order[r["draw"]], order[r["precision"]]))
+    old_known = (previous or {}).get("known_distribution")
+    if a.no_known:
+        known = old_known
+    else:
+        prev_known = None
+        if old_known and not a.no_reuse:
+            prev_known = {"seed": old_seed, **old_known}
+        known = known_distribution(
+            draws=a.known_draws, seed=a.seed, unmask=a.known_unmask, previous=prev_known
+        )
+        reused += [f"part 3 {r}" for r in known["reused"]]
     meta = {
         "device": str(jax.devices()[0]),
         "platform": jax.devices()[0].platform,
@@ -739,7 +1015,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "token_capacity": token_capacity(method),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "total_s": time.perf_counter() - t_start,
+        "reused": reused,
     }
+    if previous is not None:
+        pm = previous["meta"]
+        meta["part1"] = pm.get("part1") or {
+            k: pm.get(k) for k in ("command", "args", "total_s", "loadavg", "device", "jax")
+        }
     result = {
         "benchmark": "mdm",
         "meta": meta,
@@ -749,7 +1031,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "precision": prec_rows,
         "known_distribution": known,
     }
-    out = Path(a.out)
     png = Path(a.plot) if a.plot else out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

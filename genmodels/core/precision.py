@@ -26,6 +26,18 @@ So :func:`categorical` does not toggle the flag. Instead, with ``precision=jnp.f
 
 ``precision=jnp.float32`` reproduces the truncated float32 sampler (the same noise support
 as ``jax.random.categorical`` in its default mode) for comparisons.
+
+:func:`categorical_race` is the same draw written as MDLM writes it (Sahoo et al. 2024,
+``_sample_categorical`` in kuleshov-group/mdlm): ``argmax_i w_i / E_i`` with
+``E_i ~ Exp(1)`` over non-negative weights ``w``, which is Gumbel-max on ``log w``
+(``g = -log E``). MDLM's float32 noise is ``E = 1e-10 - log(u + 1e-10)`` with ``u`` on
+``torch.rand``'s float32 grid ``k 2^-24``, so ``E`` lies in ``[5.97e-8, 23.03]``: a weight
+below ``5.97e-8 / 23.03 ~= 2.6e-9`` of the largest (log gap 19.8) is never drawn, and
+small weights are under-drawn (``P(E < x)`` moves in steps of ``2^-24``). MDLM's masked
+sampler races the K classes, weights ``p_k (alpha(s) - alpha(t))``, against the mask,
+weight ``1 - alpha(s)``, so on a step of ``1/T`` the classes sit about ``T s`` times
+below the mask entry and the truncation reaches far more probable classes than in a K-way
+draw.
 """
 
 from __future__ import annotations
@@ -139,6 +151,58 @@ def categorical(key: Array, logits: Array, axis: int = -1, precision=jnp.float64
         # not at the (arbitrary) magnitude of the raw logits.
         logits = logits - jax.lax.stop_gradient(jnp.max(logits, axis=axis, keepdims=True))
     return _first_argmax(logits + g, axis)
+
+
+#: MDLM's float32 noise: the smallest and the largest ``E = 1e-10 - log(u + 1e-10)``
+MDLM_EXP_MIN = float(1e-10 - np.log1p(-(2.0**-24)))
+MDLM_EXP_MAX = float(-np.log(1e-10))
+
+
+def exponential_from_bits_mdlm(bits: Array) -> Array:
+    """MDLM's float32 exponential noise from one 32-bit word per value.
+
+    ``E = 1e-10 - log(u + 1e-10)`` in float32 with ``u = k 2^-24``, ``k`` the top 24 bits
+    (the grid of ``torch.rand`` in float32, which MDLM's ``_sample_categorical`` draws).
+
+    Args:
+      bits: uint32 array.
+
+    Returns:
+      float32 array of the same shape, in ``[MDLM_EXP_MIN, MDLM_EXP_MAX]`` ~=
+      ``[5.97e-8, 23.03]``.
+    """
+    u = (bits >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+    eps = jnp.float32(1e-10)
+    return eps - jnp.log(u + eps)
+
+
+def categorical_race(
+    key: Array, log_weights: Array, axis: int = -1, precision=jnp.float64
+) -> Array:
+    """Draw ``i`` with probability ``w_i / sum(w)`` as the exponential race
+    ``argmax_i w_i / E_i``, ``E_i ~ Exp(1)``, ``w = exp(log_weights)``.
+
+    ``precision=jnp.float32`` is MDLM's ``_sample_categorical`` (module docstring): the
+    weights in float32 probability space over :func:`exponential_from_bits_mdlm` noise,
+    truncated. ``jnp.float64`` is the same race written as Gumbel-max,
+    ``argmax(log w - log E)``, through :func:`categorical` with float64-grade noise.
+
+    Args:
+      key: PRNG key.
+      log_weights: [..., K, ...] log of non-negative weights (unnormalized; ``-inf`` for a
+        zero weight, not all).
+      axis: the category axis.
+      precision: ``jnp.float64`` (default) or ``jnp.float32`` (MDLM's float32 draw).
+
+    Returns:
+      int32 indices with ``axis`` removed.
+    """
+    dt = _check_precision(precision)
+    if dt == jnp.float64:
+        return categorical(key, log_weights, axis=axis, precision=dt)
+    w = jnp.exp(log_weights.astype(jnp.float32))
+    e = exponential_from_bits_mdlm(jax.random.bits(key, log_weights.shape, jnp.uint32))
+    return _first_argmax(w / e, axis)
 
 
 def _first_argmax(z: Array, axis: int) -> Array:

@@ -96,6 +96,8 @@ class MDMConfig:
       sampler: default sampler, ``fhs`` or ``ancestral``.
       sample_steps: steps of the ancestral sampler.
       precision: categorical draws in ``float64`` or ``float32``.
+      draw: the ancestral sampler's draw per step: ``split`` (an unmask test, then K
+        classes) or ``joint`` (MDLM's: one draw over the K classes and the mask).
       sample_use_ema: sample with the EMA parameters.
       sample_batch: samples per sampling batch.
     """
@@ -106,6 +108,7 @@ class MDMConfig:
     sampler: str = "fhs"
     sample_steps: int = 1000
     precision: Literal["float64", "float32"] = "float64"
+    draw: Literal["split", "joint"] = "split"
     sample_use_ema: bool = True
     sample_batch: int = 1024
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -157,10 +160,7 @@ class MDM:
     def samplers(self) -> tuple[str, ...]:
         return sampler_names(MaskedDiffusion.kind, "fhs")
 
-    @property
-    def sample_suffix(self) -> str:
-        return self.task.sample_suffix
-
+    sample_suffix = property(lambda self: self.task.sample_suffix)
     sample_suffixes = property(lambda self: self.task.sample_suffixes)
     eval_splits = property(lambda self: self.task.eval_splits)
 

@@ -9,7 +9,9 @@ form one sequence of positions. Tokens already unmasked are never changed ("carr
 
 Categorical draws go through :func:`genmodels.core.precision.categorical`: float64-grade by
 default (Zheng et al. 2024: float32 Gumbel noise is truncated, which lowers the
-effective temperature), ``precision=jnp.float32`` for the truncated float32 behaviour.
+effective temperature), ``precision=jnp.float32`` for the truncated float32 behaviour. The
+ancestral sampler's ``draw="joint"`` makes MDLM's single draw over the K classes and the
+mask (:func:`genmodels.core.precision.categorical_race`; in float32 exactly MDLM's noise).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from jax import lax
 
 from genmodels.core.grids import uniform_grid
 from genmodels.core.masks import apply_masks, get_mask
-from genmodels.core.precision import categorical
+from genmodels.core.precision import categorical, categorical_race
 from genmodels.core.types import Array, ConstrainFn, Context, State, identity_constrain
 from genmodels.processes.base import prior_state
 
@@ -56,6 +58,66 @@ def _logits(logits_fn: LogitsFn, names, state: State, t: Array, ctx: Context) ->
     return {k: jnp.asarray(out[k], jnp.float32) for k in names}
 
 
+#: the ancestral sampler's per-step draws; the first is the default
+ANCESTRAL_DRAWS = ("split", "joint")
+
+
+def ancestral_update(
+    key: Array,
+    x: Array,
+    logits: Array,
+    m_t: Array,
+    m_s: Array,
+    *,
+    mask_id: int,
+    precision=jnp.float64,
+    draw: str = "split",
+) -> Array:
+    """One ancestral step ``t -> s`` of the masked tokens of ``x`` (unmasked ones are kept).
+
+    The reverse kernel of a masked token (MDLM eq. 7 with SUBS, MD4) is, with
+    ``m = 1 - alpha`` the mask probability and ``p = softmax(logits)``,
+
+        q(x_s = k | x_t = mask) = p_k (m_t - m_s) / m_t,   q(x_s = mask | ...) = m_s / m_t.
+
+    ``draw="split"``: an unmask test ``u < (m_t - m_s) / m_t`` and an independent K-way
+    draw from ``p`` (:func:`~genmodels.core.precision.categorical`). ``draw="joint"``: one
+    draw over the K + 1 weights ``(p (m_t - m_s), m_s)`` (MDLM's ``_ddpm_update``, the
+    ``1/m_t`` dropped), by :func:`~genmodels.core.precision.categorical_race`: with
+    ``precision=jnp.float32`` MDLM's float32 noise, whose truncation then also acts on the
+    mask-vs-class competition. Both have the same exact law.
+
+    Args:
+      key: PRNG key.
+      x: [B, ...] int32 tokens, ``mask_id`` where masked.
+      logits: [B, ..., K] the network's clean-token logits.
+      m_t, m_s: scalar mask probabilities ``1 - alpha`` at ``t > s`` (``m_s = 0`` unmasks
+        every token).
+      mask_id: the mask token (K for the SUBS layout).
+      precision: ``jnp.float64`` or ``jnp.float32`` categorical draws.
+      draw: ``"split"`` or ``"joint"``.
+
+    Returns:
+      [B, ...] int32 tokens.
+    """
+    k_u, k_c = jax.random.split(key)
+    is_mask = x == mask_id  # [B, ...]
+    if draw == "split":
+        # (alpha_s - alpha_t) / (1 - alpha_t), exactly 1 on the last step (m_s = 0).
+        p_unmask = (m_t - m_s) / m_t
+        unmask = is_mask & (jax.random.uniform(k_u, x.shape) < p_unmask)
+        drawn = categorical(k_c, logits, axis=-1, precision=precision)  # [B, ...]
+        return jnp.where(unmask, drawn, x)
+    if draw != "joint":
+        raise ValueError(f"unknown draw {draw!r}; choose one of {ANCESTRAL_DRAWS}")
+    vocab = logits.shape[-1]
+    log_cls = jax.nn.log_softmax(logits, axis=-1) + jnp.log(m_t - m_s)  # [B, ..., K]
+    log_stay = jnp.broadcast_to(jnp.log(m_s), (*x.shape, 1)).astype(log_cls.dtype)
+    lw = jnp.concatenate([log_cls, log_stay], axis=-1)  # [B, ..., K + 1]; -inf at m_s = 0
+    drawn = categorical_race(k_c, lw, axis=-1, precision=precision)  # [B, ...], K = stay
+    return jnp.where(is_mask & (drawn < vocab), drawn, x)
+
+
 def _stack_trajectory(first: State, rest: State) -> State:
     """Prepend the initial state: leaves [S, B, ...] -> [S + 1, B, ...]."""
     return {k: jnp.concatenate([first[k][None], rest[k]], axis=0) for k in first}
@@ -70,6 +132,7 @@ def ancestral_sample(
     shapes: Mapping[str, tuple[int, ...]],
     steps: int = 128,
     precision=jnp.float64,
+    draw: str = "split",
     cache: bool = True,
     constrain: ConstrainFn = identity_constrain,
     return_trajectory: bool = False,
@@ -80,6 +143,8 @@ def ancestral_sample(
     ``(alpha(s) - alpha(t)) / (1 - alpha(t))`` and then takes a category drawn from
     ``softmax(logits)`` at its position (the reverse kernel of MDLM Sec. 3 / MD4's
     ``ancestral_sample_step``); the last step (s = 0, alpha = 1) unmasks everything.
+    :func:`ancestral_update` makes the step, as an unmask test and a K-way draw
+    (``draw="split"``) or as MDLM's one draw over K + 1 classes (``draw="joint"``).
     Tokens unmasked in the same step are drawn independently given the current state, the
     discretization error of this sampler, which vanishes as ``steps`` grows.
 
@@ -105,6 +170,7 @@ def ancestral_sample(
       shapes: leaf -> full token shape [B, ...].
       steps: number of steps T (MDLM's default sampling.steps is 128).
       precision: ``jnp.float64`` (default) or ``jnp.float32`` categorical sampling.
+      draw: ``"split"`` (default) or ``"joint"`` (:func:`ancestral_update`).
       cache: skip network calls when the state did not change.
       constrain: domain hook applied after every step.
       return_trajectory: also return the states after every step.
@@ -115,6 +181,8 @@ def ancestral_sample(
       ``info["trajectory"]`` (leaf -> [T + 1, B, ...]) and ``info["times"]`` [T + 1].
     """
     names = _check_processes(processes)
+    if draw not in ANCESTRAL_DRAWS:
+        raise ValueError(f"unknown draw {draw!r}; choose one of {ANCESTRAL_DRAWS}")
     k_prior, k_loop = jax.random.split(key)
     state = prior_state(processes, k_prior, shapes, ctx)
     state = constrain(apply_masks(state, ctx), ctx)
@@ -140,14 +208,11 @@ def ancestral_sample(
         new = {}
         for j, k in enumerate(names):
             proc = processes[k]
-            k_u, k_c = jax.random.split(jax.random.fold_in(step_key, j))
-            x = state[k]  # [B, ...]
             m_t, m_s = proc.schedule.mask_prob(t), proc.schedule.mask_prob(s)
-            # (alpha_s - alpha_t) / (1 - alpha_t), exactly 1 on the last step (m_s = 0).
-            p_unmask = (m_t - m_s) / m_t
-            unmask = (x == proc.mask_id) & (jax.random.uniform(k_u, x.shape) < p_unmask)
-            drawn = categorical(k_c, logits[k], axis=-1, precision=precision)  # [B, ...]
-            new[k] = jnp.where(unmask, drawn, x)
+            kw = dict(mask_id=proc.mask_id, precision=precision, draw=draw)
+            new[k] = ancestral_update(
+                jax.random.fold_in(step_key, j), state[k], logits[k], m_t, m_s, **kw
+            )  # [B, ...]
         new = constrain(apply_masks(new, ctx), ctx)
         changed = jnp.any(jnp.stack([jnp.any(new[k] != state[k]) for k in names]))
         return (new, logits, changed, nfe), (new if return_trajectory else None)
@@ -296,6 +361,7 @@ def masked_sample(
     sampler: str = "fhs",
     steps: int = 128,
     precision=jnp.float64,
+    draw: str = "split",
     time_conditioning: bool = False,
     constrain: ConstrainFn = identity_constrain,
 ) -> tuple[State, dict[str, Any]]:
@@ -310,6 +376,7 @@ def masked_sample(
       logits_fn, processes, ctx, key, shapes, precision, constrain: as for both samplers.
       sampler: ``"fhs"`` or ``"ancestral"``.
       steps: ancestral steps.
+      draw: the ancestral step's draw, ``"split"`` or ``"joint"`` (:func:`ancestral_update`).
       time_conditioning: whether ``logits_fn`` reads ``t``.
 
     Returns:
@@ -328,6 +395,7 @@ def masked_sample(
             shapes=shapes,
             steps=steps,
             precision=precision,
+            draw=draw,
             cache=not time_conditioning,
             constrain=constrain,
         )

@@ -224,6 +224,19 @@ class MaskedOptions:
     time_conditioning: bool = False
 
 
+@dataclass(frozen=True)
+class AncestralOptions(MaskedOptions):
+    """Ancestral masked-diffusion sampling (:class:`MaskedOptions` plus the step's draw).
+
+    Attributes:
+      draw: ``split`` (an unmask test, then a K-way categorical) or ``joint`` (one draw
+        over the K classes and the mask, MDLM's ``_ddpm_update``; at ``float32`` with
+        MDLM's float32 noise); see :func:`genmodels.samplers.masked.ancestral_update`.
+    """
+
+    draw: str = "split"
+
+
 PRECISIONS = {"float64": jnp.float64, "float32": jnp.float32}
 
 # ------------------------------------------------------------------ implementations
@@ -369,7 +382,11 @@ def _ode(model_fn, processes, ctx, key, *, shapes, steps, options, constrain):
 
 def _masked(name: str) -> SampleImpl:
     def impl(model_fn, processes, ctx, key, *, shapes, steps, options, constrain):
-        from genmodels.samplers.masked import ancestral_sample, first_hitting_sample
+        from genmodels.samplers.masked import (
+            ANCESTRAL_DRAWS,
+            ancestral_sample,
+            first_hitting_sample,
+        )
 
         if options.precision not in PRECISIONS:
             raise ValueError(
@@ -386,6 +403,10 @@ def _masked(name: str) -> SampleImpl:
                 precision=dtype,
                 constrain=constrain,
             )
+        if options.draw not in ANCESTRAL_DRAWS:
+            raise ValueError(
+                f"unknown draw {options.draw!r}; choose one of {list(ANCESTRAL_DRAWS)}"
+            )
         return ancestral_sample(
             model_fn,
             processes,
@@ -394,6 +415,7 @@ def _masked(name: str) -> SampleImpl:
             shapes=shapes,
             steps=steps,
             precision=dtype,
+            draw=options.draw,
             cache=not options.time_conditioning,
             constrain=constrain,
         )
@@ -451,10 +473,11 @@ _add("heun", NoOptions, {"pfgmpp": _edm_grid("heun"), "flow": _flow_heun})
 _add("boss", BossOptions, {"flow": _flow_boss})
 _add("ode", ODEOptions, {"sde": _ode, "pfgmpp": _ode, "flow": _ode}, adaptive=True)
 _add("fhs", MaskedOptions, {"masked": _masked("fhs")}, adaptive=True)
-_add("ancestral", MaskedOptions, {"masked": _masked("ancestral")})
+_add("ancestral", AncestralOptions, {"masked": _masked("ancestral")})
 
 __all__ = [
     "REGISTRY",
+    "AncestralOptions",
     "BossOptions",
     "MaskedOptions",
     "NoOptions",

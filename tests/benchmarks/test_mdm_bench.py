@@ -18,6 +18,7 @@ _ROW_KEYS = {
     "sampler",
     "steps",
     "precision",
+    "draw",
     "batch",
     "nfe",
     "nfe_runs",
@@ -38,6 +39,8 @@ _QUALITY_KEYS = {
     "token_entropy_se",
     "token_hist",
     "validity_wo_correction",
+    "validity_wo_correction_se",
+    "uniqueness_wo_correction",
     "validity",
     "bond_tv",
     "bond_entropy",
@@ -65,7 +68,13 @@ def _check_row(r: dict, capacity: int, batch: int, repeats: int) -> None:
     for k, kmax in (("token_entropy", len(q["token_hist"])), ("bond_entropy", 4)):
         assert math.isfinite(q[k]) and 0.0 <= q[k] <= math.log(kmax) + 1e-9, k
         assert math.isfinite(q[k + "_se"]) and q[k + "_se"] >= 0.0, k
-    for k in ("token_tv", "bond_tv", "validity", "validity_wo_correction"):
+    for k in (
+        "token_tv",
+        "bond_tv",
+        "validity",
+        "validity_wo_correction",
+        "uniqueness_wo_correction",
+    ):
         assert 0.0 <= q[k] <= 1.0, k
 
 
@@ -111,8 +120,26 @@ def test_quick_qm9_init(bench, tmp_path):
         assert m["speedup_time"] > 0 and m["nfe_ratio"] > 0
 
     prec = result["precision"]
-    assert {(r["sampler"], r["steps"], r["precision"]) for r in prec} == {
-        ("ancestral", max(mod.QUICK_STEPS), p) for p in ("float64", "float32")
-    }
+    assert [(r["sampler"], r["steps"], r["draw"], r["precision"]) for r in prec] == [
+        ("ancestral", max(mod.QUICK_STEPS), d, p)
+        for d in ("split", "joint")
+        for p in ("float64", "float32")
+    ]
     for r in prec:
         _check_row(r, capacity, batch, repeats)
+    known = result["known_distribution"]
+    joint = known["joint"]
+    assert joint["unmask"] == 0.2 and 0.0 < joint["float32_law_tail_fraction"] < known["tail_mass"]
+    for p in ("float64", "float32"):
+        assert 0.0 < joint[p]["unmask_fraction"] < 1.0 and 0.0 <= joint[p]["tail_fraction"] < 1.0
+
+    # --only-precision merges into the result: part 1 kept, the same rows reused (no
+    # sampling), part 3 kept with --no-known
+    again = mod.main(
+        ["--quick", "--checkpoint", "init", "--out", str(out), "--only-precision", "--no-known"]
+    )
+    first = json.loads(json.dumps(result))
+    for k in ("samplers", "match", "precision", "known_distribution"):
+        assert again[k] == first[k], k
+    assert len(again["meta"]["reused"]) == 3  # part 1 holds split float64
+    assert again["meta"]["part1"]["command"] == result["meta"]["command"]

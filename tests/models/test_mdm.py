@@ -235,6 +235,20 @@ def test_recipe_builds_a_few_hundred_thousand_parameter_model():
     assert isinstance(method, MDMMolecules)
 
 
+def test_config_draw_reaches_the_ancestral_sampler():
+    """``--config.draw joint`` (``MDMConfig.draw``) becomes the ancestral sampler's draw
+    (MDLM's joint K + 1 draw); the shipped default is the split draw."""
+    from genmodels.models.runner import resolve_sampler
+    from genmodels.processes.masked import MaskedDiffusion
+
+    cfg, _ = load_recipe("mdm_qm9")
+    assert cfg.draw == "split"
+    procs = {"atoms": MaskedDiffusion(KA)}
+    joint = dataclasses.replace(cfg, draw="joint")
+    assert resolve_sampler(procs, "ancestral", None, joint)[2].draw == "joint"
+    assert resolve_sampler(procs, "ancestral", None, cfg)[2].draw == "split"
+
+
 def test_cli_sample_passes_sampler_steps_and_precision(mini_data, tmp_path, monkeypatch):
     """``genmodels sample mdm_qm9 --sampler fhs|ancestral --steps T --precision ...``."""
     from genmodels.cli import main

@@ -416,3 +416,158 @@ def test_scoped_x64_gives_true_float64(single_leaf):
     assert not prec.x64_enabled()
     assert int(info["nfe"]) == 3
     assert _chi2_pvalue(state["tok"], table) > P_MIN
+
+
+# --- the joint (K + 1)-way ancestral draw of MDLM (draw="joint") ---
+
+
+@pytest.mark.parametrize("draw", ["split", "joint"])
+@pytest.mark.parametrize("precision", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+def test_ancestral_step_kernel(draw, precision):
+    """One step t -> s with fixed logits: a masked token stays masked with probability
+    m_s / m_t and takes class k with p_k (m_t - m_s) / m_t (chi-square over the K + 1
+    outcomes, which rejects an unmask probability 3% off); unmasked tokens are kept and
+    the last step (m_s = 0) unmasks everything."""
+    from genmodels.samplers.masked import ancestral_update
+
+    p = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
+    k, n, kept = 5, 60000, 100
+    logits = jnp.broadcast_to(jnp.log(jnp.asarray(p, jnp.float32)) + 2.0, (n, k))
+    x = jnp.full((n,), k, jnp.int32).at[:kept].set(jnp.arange(kept) % k)  # [N]
+    step = jax.jit(
+        lambda key, m_s: ancestral_update(
+            key, x, logits, 0.8, m_s, mask_id=k, precision=precision, draw=draw
+        )
+    )
+    out = np.asarray(step(jax.random.key(7), 0.3))
+    np.testing.assert_array_equal(out[:kept], np.asarray(x[:kept]))
+    counts = np.bincount(out[kept:], minlength=k + 1)
+    law = np.append(p * 0.5 / 0.8, 0.3 / 0.8)
+    assert stats.chisquare(counts, (n - kept) * law).pvalue > P_MIN
+    off = np.append(0.97 * law[:k], 1.0 - 0.97 * law[:k].sum())  # power check
+    assert stats.chisquare(counts, (n - kept) * off).pvalue < 1e-6
+    last = np.asarray(step(jax.random.key(8), 0.0))
+    assert last.max() < k and np.all(last[:kept] == np.asarray(x[:kept]))
+
+
+@pytest.mark.parametrize("precision", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+def test_ancestral_joint_draw_reproduces_its_law(precision, single_leaf):
+    """The joint draw has the split draw's kernel, so the ancestral sampler keeps its exact
+    16-step law (:func:`ancestral_law`) with ``draw="joint"``."""
+    table, model = single_leaf
+    procs = {"tok": MaskedDiffusion(vocab_size=3)}
+    sampler = functools.partial(
+        ancestral_sample, steps=ANCESTRAL_STEPS, draw="joint", precision=precision
+    )
+    state, _ = _run(sampler, model, procs, {}, jax.random.key(12), {"tok": (N_SAMPLES, 3)})
+    assert state["tok"].max() < 3
+    assert _chi2_pvalue(state["tok"], ancestral_law(table, LinearSchedule(), 16)) > P_MIN
+
+
+def test_draw_option_reaches_the_ancestral_sampler_through_the_registry(single_leaf):
+    """A recipe config's ``draw`` field (``--config.draw joint``) becomes the ancestral
+    entry's option as the runner builds it (config fields named like option fields); the
+    first-hitting sampler has no such option, the default is unchanged and an unknown draw
+    is refused."""
+    import dataclasses
+
+    from genmodels.core.types import identity_constrain
+    from genmodels.samplers.registry import REGISTRY, AncestralOptions, run_sampler
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:  # the sampling fields of a masked-diffusion recipe
+        precision: str = "float64"
+        time_conditioning: bool = False
+        draw: str = "joint"
+        sample_steps: int = 8
+
+    _, model = single_leaf
+    procs = {"tok": MaskedDiffusion(vocab_size=3)}
+    fields = dataclasses.asdict(Config())
+    assert REGISTRY["ancestral"].options().draw == "split"
+    opts = REGISTRY["ancestral"].make_options(**fields)
+    assert opts == AncestralOptions(draw="joint")
+    assert not hasattr(REGISTRY["fhs"].make_options(**fields), "draw")
+    kw = dict(shapes={"tok": (4, 3)}, steps=8, constrain=identity_constrain)
+    key = jax.random.key(0)
+    out, _ = run_sampler("ancestral", model, procs, {}, key, options=opts, **kw)
+    ref, _ = ancestral_sample(model, procs, {}, key, shapes={"tok": (4, 3)}, steps=8, draw="joint")
+    np.testing.assert_array_equal(np.asarray(out["tok"]), np.asarray(ref["tok"]))
+    with pytest.raises(ValueError, match="unknown draw"):
+        run_sampler("ancestral", model, procs, {}, key, options=AncestralOptions(draw="x"), **kw)
+
+
+def test_mdlm_float32_noise_support():
+    """MDLM's float32 noise ``1e-10 - log(u + 1e-10)`` on torch.rand's grid ``k 2^-24``: E in
+    [5.97e-8, 23.03] (low 8 bits unused), and the float32 race is the argmax of w / E over
+    exactly that noise."""
+    u32 = functools.partial(jnp.asarray, dtype=jnp.uint32)
+    e = prec.exponential_from_bits_mdlm
+    assert float(e(u32(0xFFFFFFFF))) == pytest.approx(prec.MDLM_EXP_MIN, rel=1e-4)
+    assert prec.MDLM_EXP_MIN == pytest.approx(2.0**-24, rel=2e-3)
+    assert float(e(u32(0))) == pytest.approx(prec.MDLM_EXP_MAX, rel=1e-6)
+    assert float(e(u32(0xFFFFFF00))) == float(e(u32(0xFFFFFFFF)))
+    assert float(e(u32(0x80000000))) == pytest.approx(np.log(2.0), rel=1e-6)
+    lw = jnp.log(jnp.array([[0.5, 0.3, 0.2, 1e-8]] * 64, jnp.float32))  # [64, 4]
+    key = jax.random.key(1)
+    manual = jnp.argmax(jnp.exp(lw) / e(jax.random.bits(key, lw.shape, jnp.uint32)), -1)
+    np.testing.assert_array_equal(
+        np.asarray(prec.categorical_race(key, lw, precision=jnp.float32)), np.asarray(manual)
+    )
+
+
+def _race_law_float32(w_tail: float, w_others: list[float]) -> float:
+    """Exact probability that an entry of weight ``w_tail`` wins MDLM's float32 race
+    against entries of weights ``w_others`` (listed first, so they win ties), by
+    enumerating all 2^24 values of the noise (each equally likely)."""
+    e = np.asarray(prec.exponential_from_bits_mdlm(jnp.arange(1 << 24, dtype=jnp.uint32) << 8))
+    scores = [np.sort(np.float32(w) / e) for w in w_others]  # [2^24] each
+    b = np.float32(w_tail) / e
+    b = b[b > max(s[0] for s in scores)]  # the tail cannot win elsewhere
+    p = np.ones(b.shape)
+    for s in scores:
+        p *= np.searchsorted(s, b, side="left") / s.size  # P(score_j < b)
+    return float(p.sum() / e.size)
+
+
+def _race_law_64(gap: float, n: int = 1 << 18) -> float:
+    """Monte-Carlo P(logit -gap beats logit 0) with the 64-bit Gumbel noise of the float64
+    race: the tail's noise drawn conditionally on U > 1 - 2^-17 (g > 11.78; below it the
+    tail wins only if g_top < 11.78 - gap, probability exp(-e^4.2) ~ 1e-29 at gap 16),
+    the top's unconditionally."""
+    k = 16
+    bits = jax.random.bits(jax.random.key(21), (2, n), jnp.uint32)
+    g_tail = prec.gumbel_from_bits_64(bits[0] & jnp.uint32(0x7FFFFFFF >> k), bits[1])
+    g_top = np.sort(np.asarray(prec.gumbel_noise(jax.random.key(22), (n,))))
+    assert float(jnp.min(g_tail)) > 11.78
+    x = np.asarray(jnp.float32(-gap) + g_tail)
+    return float(np.searchsorted(g_top, x, side="left").mean() / n * 2.0 ** -(k + 1))
+
+
+def test_joint_float32_draw_truncates_the_tail_float64_does_not():
+    """Part 3 of benchmarks/mdm.py for the joint draw, as exact laws: one ancestral step
+    with unmask probability 1/2 over GPT-2's 50,257 classes, one at logit 0 and the rest
+    16 nats below, so each tail class races the top class and the mask (both ~1e8 times
+    heavier). Under MDLM's float32 noise a tail class wins with ~0.56 of its exact
+    probability (the tail mass drawn drops from 0.0056 to ~0.0031); the 64-bit noise of
+    the float64 race gives the exact value within its Monte-Carlo error; a class below
+    MDLM_EXP_MIN / MDLM_EXP_MAX ~= 2.6e-9 of the heaviest entry is never drawn in float32.
+    (Sampling this directly needs ~1e9 noise values: benchmarks/mdm.py does.)
+    """
+    vocab, gap = 50257, 16.0
+    p = np.full(vocab, np.exp(-gap))
+    p[0] = 1.0
+    p /= p.sum()
+    w_top, w_mask, w_tail = p[0], 1.0, p[1]  # (m_t - m_s) = m_s: unmask probability 1/2
+    exact = w_tail / (w_top + w_mask + w_tail)
+    f32 = _race_law_float32(w_tail, [w_top, w_mask])
+    assert 0.45 < f32 / exact < 0.7  # 0.56
+    # per unmasked token (half of them): 0.0056 exact, ~0.0032 in float32
+    assert 2 * (vocab - 1) * exact == pytest.approx(0.0056, abs=1e-4)
+    assert 2 * (vocab - 1) * f32 < 0.0035
+    # the K-way race against the top class alone (float32 Gumbel split draw: 0.56; here 0.76)
+    two_way = _race_law_float32(p[1], [p[0]])
+    assert 0.7 < two_way / (p[1] / (p[0] + p[1])) < 0.85
+    assert _race_law_float32(0.9 * prec.MDLM_EXP_MIN / prec.MDLM_EXP_MAX, [1.0]) == 0.0
+    f64 = _race_law_64(gap)
+    assert f64 / (np.exp(-gap) / (1 + np.exp(-gap))) == pytest.approx(1.0, abs=0.08)
