@@ -129,15 +129,19 @@ def make_train_step(
 
 
 def _catch_sigint(seen: list[int]) -> Callable[[], None]:
-    """Install a SIGINT handler that records the signal in ``seen`` and raises
-    KeyboardInterrupt (as Python's does). Returns the function that puts the previous
-    handler back (nothing is installed off the main thread, where Python forbids it)."""
+    """Install a SIGINT handler that records the signal in ``seen``; the training loop
+    stops at the end of the current step on it. A second Ctrl-C raises KeyboardInterrupt
+    at once. (Raising on the first one lands wherever the main thread is: in a gc callback
+    or orbax's wait for a checkpoint write, Python or orbax would swallow it and print a
+    traceback.) Returns the function that puts the previous handler back (nothing is
+    installed off the main thread, where Python forbids it)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum, frame):
         seen.append(signum)
-        raise KeyboardInterrupt
+        if len(seen) > 1:
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
     if previous is None:  # installed outside Python: Python's default is the nearest
